@@ -1,0 +1,1 @@
+//! Packing, pushing and pulling artifacts.

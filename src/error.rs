@@ -1,0 +1,229 @@
+//! Error types.
+//!
+//! Two kinds of "no" must never be confused (SPEC §3): a verification that said no ([`ErrorKind::Denied`], exit 10)
+//! and an operation that could not be done or could not be checked ([`ErrorKind::Operational`], exit 1). Bad input
+//! from the user is [`ErrorKind::Usage`] (exit 2). Every variant names the reference, digest, path or rule involved;
+//! [`Error::hint`] suggests the next step where one helps.
+
+use std::path::PathBuf;
+
+use crate::digest::{Digest, DigestError};
+use crate::reference::ReferenceError;
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How an error is classed, which decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Bad command line, configuration, key or policy file (exit 2).
+    Usage,
+    /// Network, registry or I/O trouble: the result is unknown (exit 1).
+    Operational,
+    /// Verification said no: bad or missing signature, digest or size mismatch, hostile content (exit 10).
+    Denied,
+}
+
+/// Everything that can go wrong in sealpack.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A reference did not parse.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    /// A digest did not parse.
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+    /// The command line or a configuration value is wrong.
+    #[error("{message}")]
+    Usage {
+        /// What was wrong.
+        message: String,
+        /// The next step.
+        hint: Option<String>,
+    },
+    /// A local file operation failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("reading", "creating", ...).
+        action: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The connection to a registry failed (DNS, TCP, TLS, timeout).
+    #[error("cannot reach {url}: {message}")]
+    Transport {
+        /// The URL requested.
+        url: String,
+        /// The underlying error chain, flattened.
+        message: String,
+        /// The next step, when the cause is recognisable.
+        hint: Option<&'static str>,
+    },
+    /// The registry answered with an error status.
+    #[error("{method} {url}: HTTP {status}{}{}", code.as_ref().map(|c| format!(" {c}")).unwrap_or_default(), if message.is_empty() { String::new() } else { format!(": {message}") })]
+    Registry {
+        /// HTTP method.
+        method: String,
+        /// URL requested.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The distribution error code (e.g. `MANIFEST_BLOB_UNKNOWN`).
+        code: Option<String>,
+        /// The registry's message.
+        message: String,
+    },
+    /// Authentication was refused or could not be done.
+    #[error("authentication to {registry} failed: {reason}")]
+    Auth {
+        /// The registry host.
+        registry: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A tag or manifest does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        /// The reference or digest looked up.
+        what: String,
+    },
+    /// Pushing would move a tag that already points elsewhere.
+    #[error(
+        "tag {reference} already points at {existing}, not at the pushed {attempted}; the tag was left as it was"
+    )]
+    TagExists {
+        /// The tagged reference.
+        reference: String,
+        /// What the tag points at now.
+        existing: Digest,
+        /// What the push would have pointed it at.
+        attempted: Digest,
+    },
+    /// Content does not hash to the digest it was fetched by (a corrupt or lying store).
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// The blob or manifest.
+        what: String,
+        /// The digest we asked for.
+        expected: Digest,
+        /// The digest of the bytes received.
+        actual: Digest,
+    },
+    /// Content is not the size its descriptor says.
+    #[error("size mismatch for {what}: descriptor says {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// The blob or manifest.
+        what: String,
+        /// The descriptor's size.
+        expected: u64,
+        /// Bytes received (may be "more than expected": expected + 1).
+        actual: u64,
+    },
+    /// Content from a store or archive is malformed, oversized or unsafe, and was refused before use.
+    #[error("refused {what}: {reason}")]
+    Untrusted {
+        /// The manifest, blob, entry or file.
+        what: String,
+        /// Which rule it broke.
+        reason: String,
+    },
+    /// Content is well formed but not something this command can handle.
+    #[error("{what}: {reason}")]
+    Unsupported {
+        /// The thing.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// The class of the error, which decides the exit code.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Reference(_) | Error::Digest(_) | Error::Usage { .. } => ErrorKind::Usage,
+            Error::DigestMismatch { .. } | Error::SizeMismatch { .. } | Error::Untrusted { .. } => {
+                ErrorKind::Denied
+            }
+            Error::Io { .. }
+            | Error::Transport { .. }
+            | Error::Registry { .. }
+            | Error::Auth { .. }
+            | Error::NotFound { .. }
+            | Error::TagExists { .. }
+            | Error::Unsupported { .. } => ErrorKind::Operational,
+        }
+    }
+
+    /// A suggested next step, if there is an obvious one.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Usage { hint, .. } => hint.clone(),
+            Error::Transport { hint, .. } => hint.map(str::to_string),
+            Error::Auth { .. } => Some(
+                "check the credentials in ~/.docker/config.json (or DOCKER_CONFIG), or pass --username with --password-stdin"
+                    .into(),
+            ),
+            Error::TagExists { .. } => {
+                Some("push to a new tag (a release tag should never move), or pass --allow-overwrite".into())
+            }
+            Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => Some(
+                "the store returned content that is not what was asked for; do not use it, and check the registry or layout for tampering or corruption"
+                    .into(),
+            ),
+            Error::Registry { status: 401 | 403, .. } => {
+                Some("the registry refused these credentials for this repository".into())
+            }
+            _ => None,
+        }
+    }
+
+    /// Shorthand for a usage error.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Error::Usage {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Shorthand for a usage error with a hint.
+    pub fn usage_hint(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Usage {
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
+    /// Shorthand for an I/O error on a path.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        // an integrity error travelling inside an io::Error (from a verifying stream) keeps its identity
+        if source.get_ref().is_some_and(|e| e.is::<Error>()) {
+            return *source
+                .into_inner()
+                .and_then(|e| e.downcast::<Error>().ok())
+                .expect("checked above");
+        }
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Shorthand for refused content.
+    pub fn untrusted(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Untrusted {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Wraps this error in an `io::Error` so it can travel through `Read`/`Write` plumbing and come back intact via
+    /// [`Error::io`].
+    pub fn into_io(self) -> std::io::Error {
+        std::io::Error::other(self)
+    }
+}

@@ -1,0 +1,496 @@
+//! An OCI image layout folder (image-spec `image-layout.md`): `oci-layout`, `index.json` (tags in
+//! `org.opencontainers.image.ref.name`), `blobs/sha256/<hex>`. This is skopeo's and umoci's `oci:` format.
+//!
+//! Safe under concurrent writers: blobs are written to a temporary file, hashed while written, and renamed into
+//! place only when the digest matches; `index.json` is rewritten the same way under an exclusive lock on
+//! `index.json.lock`, so two processes adding tags never lose each other's update.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+
+use super::{BlobSource, FetchedBlob, ManifestRef, Progress, Store};
+use crate::digest::{Digest, Hasher};
+use crate::error::{Error, Result};
+use crate::oci::{Descriptor, ImageIndex, MAX_MANIFEST_BYTES, RawManifest, annotations, media};
+
+const OCI_LAYOUT: &str = "oci-layout";
+const OCI_LAYOUT_CONTENT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+/// A cap on index.json (it grows with tags; 64 MiB is far beyond any real layout).
+const MAX_INDEX_BYTES: u64 = 64 << 20;
+
+/// An OCI image layout folder.
+pub struct LayoutStore {
+    root: PathBuf,
+}
+
+impl LayoutStore {
+    /// Opens a layout; with `create`, makes the folder and its skeleton if missing.
+    pub async fn open(root: &Path, create: bool) -> Result<Self> {
+        let root = root.to_path_buf();
+        let store = LayoutStore { root };
+        let r = store.root.clone();
+        tokio::task::spawn_blocking(move || Self::check_or_create(&r, create))
+            .await
+            .expect("layout open task panicked")?;
+        Ok(store)
+    }
+
+    fn check_or_create(root: &Path, create: bool) -> Result<()> {
+        let marker = root.join(OCI_LAYOUT);
+        match std::fs::read(&marker) {
+            Ok(bytes) => {
+                let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::untrusted(marker.display().to_string(), format!("not JSON: {e}"))
+                })?;
+                if v.get("imageLayoutVersion")
+                    .and_then(|v| v.as_str())
+                    .is_none()
+                {
+                    return Err(Error::untrusted(
+                        marker.display().to_string(),
+                        "no imageLayoutVersion: not an OCI image layout",
+                    ));
+                }
+                std::fs::create_dir_all(root.join("blobs/sha256"))
+                    .or_else(|e| if create { Err(e) } else { Ok(()) })
+                    .map_err(|e| Error::io("creating", root.join("blobs/sha256"), e))?;
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                if root.exists()
+                    && std::fs::read_dir(root)
+                        .map(|mut d| d.next().is_some())
+                        .unwrap_or(false)
+                {
+                    return Err(Error::usage_hint(
+                        format!(
+                            "{} exists and is not an OCI image layout (no oci-layout file)",
+                            root.display()
+                        ),
+                        "name a new or empty folder for the layout",
+                    ));
+                }
+                std::fs::create_dir_all(root.join("blobs/sha256"))
+                    .map_err(|e| Error::io("creating", root.join("blobs/sha256"), e))?;
+                let idx = root.join("index.json");
+                if !idx.exists() {
+                    write_atomic(
+                        &idx,
+                        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#,
+                    )?;
+                }
+                write_atomic(&marker, OCI_LAYOUT_CONTENT.as_bytes())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound {
+                what: format!("OCI image layout {} (no oci-layout file)", root.display()),
+            }),
+            Err(e) => Err(Error::io("reading", marker, e)),
+        }
+    }
+
+    fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(d.hex())
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.root.join("index.json")
+    }
+
+    fn read_index(&self) -> Result<ImageIndex> {
+        let path = self.index_path();
+        let bytes = read_capped(&path, MAX_INDEX_BYTES)?;
+        let raw = serde_json::from_slice::<ImageIndex>(&bytes).map_err(|e| {
+            Error::untrusted(
+                path.display().to_string(),
+                format!("not an image index: {e}"),
+            )
+        })?;
+        Ok(raw)
+    }
+
+    /// Reads a blob that must be small (a manifest), checking it hashes to its name.
+    fn read_manifest_blob(&self, desc: &Descriptor) -> Result<Option<RawManifest>> {
+        let path = self.blob_path(&desc.digest);
+        let bytes = match read_capped(&path, MAX_MANIFEST_BYTES as u64) {
+            Ok(b) => b,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let raw = RawManifest::new(desc.media_type.clone(), bytes)?;
+        raw.check_digest(
+            &format!("oci:{}@{}", self.root.display(), desc.digest),
+            &desc.digest,
+        )?;
+        Ok(Some(raw))
+    }
+
+    fn find_tag(&self, tag: &str) -> Result<Option<Descriptor>> {
+        let idx = self.read_index()?;
+        let mut found = idx
+            .manifests
+            .into_iter()
+            .filter(|d| d.annotation(annotations::REF_NAME) == Some(tag));
+        let first = found.next();
+        if found.next().is_some() {
+            return Err(Error::untrusted(
+                format!("{} tag {tag}", self.index_path().display()),
+                "the tag is listed more than once in index.json",
+            ));
+        }
+        Ok(first)
+    }
+
+    fn set_tag(&self, desc: &Descriptor, tag: &str) -> Result<()> {
+        let lock_path = self.root.join("index.json.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io("opening", &lock_path, e))?;
+        lock.lock()
+            .map_err(|e| Error::io("locking", &lock_path, e))?;
+        let mut idx = self.read_index()?;
+        idx.manifests
+            .retain(|d| d.annotation(annotations::REF_NAME) != Some(tag));
+        let mut entry = Descriptor::new(desc.media_type.clone(), desc.digest, desc.size);
+        entry.annotations = Some(BTreeMap::from([(
+            annotations::REF_NAME.to_string(),
+            tag.to_string(),
+        )]));
+        idx.manifests.push(entry);
+        if idx.media_type.is_none() {
+            idx.media_type = Some(media::OCI_INDEX.into());
+        }
+        let bytes = serde_json::to_vec(&idx).expect("index serialisation cannot fail");
+        let r = write_atomic(&self.index_path(), &bytes);
+        let _ = lock.unlock();
+        r
+    }
+
+    fn name_of(&self, r: impl std::fmt::Display) -> String {
+        format!("oci:{}{r}", self.root.display())
+    }
+}
+
+fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| Error::io("reading", path, e))?;
+    let mut buf = Vec::new();
+    f.take(max + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io("reading", path, e))?;
+    if buf.len() as u64 > max {
+        return Err(Error::untrusted(
+            path.display().to_string(),
+            format!("larger than the {max}-byte cap"),
+        ));
+    }
+    Ok(buf)
+}
+
+/// Writes a file by writing a temporary file beside it and renaming it over the target.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
+    tmp.write_all(bytes)
+        .map_err(|e| Error::io("writing", tmp.path().to_path_buf(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io("syncing", tmp.path().to_path_buf(), e))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io("renaming into place", path, e.error))?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for LayoutStore {
+    fn name(&self) -> String {
+        format!("oci:{}", self.root.display())
+    }
+
+    async fn fetch_manifest(&self, r: ManifestRef<'_>) -> Result<Option<RawManifest>> {
+        let desc = match r {
+            ManifestRef::Tag(t) => match self.find_tag(t)? {
+                Some(d) => d,
+                None => return Ok(None),
+            },
+            ManifestRef::Digest(d) => {
+                // the media type is not recorded for untagged blobs; the manifest's own mediaType decides
+                Descriptor::new("", *d, 0)
+            }
+        };
+        let mut found = self.read_manifest_blob(&desc)?;
+        if let (Some(raw), ManifestRef::Digest(_)) = (&found, r) {
+            // take the media type from the content for by-digest reads
+            let mt = serde_json::from_slice::<serde_json::Value>(raw.bytes())
+                .ok()
+                .and_then(|v| {
+                    v.get("mediaType")
+                        .and_then(|m| m.as_str())
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| media::OCI_MANIFEST.to_string());
+            found = Some(RawManifest::new(mt, raw.bytes().clone())?);
+        }
+        Ok(found)
+    }
+
+    async fn put_manifest(&self, manifest: &RawManifest, tag: Option<&str>) -> Result<()> {
+        let desc = manifest.descriptor();
+        self.put_blob(
+            &desc,
+            BlobSource::Bytes(manifest.bytes().clone()),
+            &super::no_progress,
+        )
+        .await?;
+        if let Some(tag) = tag {
+            let this = LayoutStore {
+                root: self.root.clone(),
+            };
+            let tag = tag.to_string();
+            tokio::task::spawn_blocking(move || this.set_tag(&desc, &tag))
+                .await
+                .expect("tag task panicked")?;
+        }
+        Ok(())
+    }
+
+    async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
+        match tokio::fs::metadata(self.blob_path(digest)).await {
+            Ok(m) => Ok(m.is_file()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io("checking", self.blob_path(digest), e)),
+        }
+    }
+
+    async fn get_blob(&self, desc: &Descriptor) -> Result<FetchedBlob> {
+        let path = self.blob_path(&desc.digest);
+        let what = self.name_of(format!("@{}", desc.digest));
+        match tokio::fs::metadata(&path).await {
+            Ok(m) if m.len() != desc.size => {
+                return Err(Error::SizeMismatch {
+                    what,
+                    expected: desc.size,
+                    actual: m.len(),
+                });
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound { what });
+            }
+            Err(e) => return Err(Error::io("reading", path, e)),
+        }
+        let stream = super::file_stream(&path).await?;
+        Ok(FetchedBlob::new(what, desc.clone(), stream))
+    }
+
+    async fn put_blob(
+        &self,
+        desc: &Descriptor,
+        source: BlobSource,
+        progress: Progress<'_>,
+    ) -> Result<()> {
+        if self.blob_exists(&desc.digest).await? {
+            return Ok(());
+        }
+        let dir = self.root.join("blobs/sha256");
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io("creating a temporary file in", &dir, e))?;
+        let mut stream = match source {
+            BlobSource::Bytes(b) => Box::pin(futures_util::stream::once(async move { Ok(b) })),
+            BlobSource::File(p) => super::file_stream(&p).await?,
+            BlobSource::Stream(s) => s,
+        };
+        let (file, tmp_path) = tmp.into_parts();
+        let mut file = tokio::fs::File::from_std(file);
+        let mut hasher = Hasher::new();
+        let what = self.name_of(format!("@{}", desc.digest));
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| Error::io("reading the source of", &what, e))?;
+            if hasher.len() + chunk.len() as u64 > desc.size {
+                return Err(Error::SizeMismatch {
+                    what,
+                    expected: desc.size,
+                    actual: desc.size + 1,
+                });
+            }
+            hasher.update(&chunk);
+            tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
+                .await
+                .map_err(|e| Error::io("writing", tmp_path.to_path_buf(), e))?;
+            progress(chunk.len() as u64);
+        }
+        tokio::io::AsyncWriteExt::flush(&mut file)
+            .await
+            .map_err(|e| Error::io("writing", tmp_path.to_path_buf(), e))?;
+        file.sync_all()
+            .await
+            .map_err(|e| Error::io("syncing", tmp_path.to_path_buf(), e))?;
+        let (digest, size) = hasher.finish();
+        if size != desc.size {
+            return Err(Error::SizeMismatch {
+                what,
+                expected: desc.size,
+                actual: size,
+            });
+        }
+        if digest != desc.digest {
+            return Err(Error::DigestMismatch {
+                what,
+                expected: desc.digest,
+                actual: digest,
+            });
+        }
+        let dest = self.blob_path(&desc.digest);
+        tmp_path
+            .persist(&dest)
+            .map_err(|e| Error::io("renaming into place", &dest, e.error))?;
+        Ok(())
+    }
+
+    async fn list_tags(&self) -> Result<Vec<String>> {
+        let idx = self.read_index()?;
+        let mut tags: Vec<String> = idx
+            .manifests
+            .iter()
+            .filter_map(|d| d.annotation(annotations::REF_NAME).map(str::to_string))
+            .collect();
+        tags.sort();
+        tags.dedup();
+        Ok(tags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::ImageManifest;
+
+    #[tokio::test]
+    async fn layout_round_trip_and_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("layout");
+        assert!(LayoutStore::open(&root, false).await.is_err());
+        let store = LayoutStore::open(&root, true).await.unwrap();
+        let data = bytes::Bytes::from_static(b"payload");
+        let desc = Descriptor::new(media::OCTET_STREAM, Digest::of(&data), data.len() as u64);
+        store
+            .put_blob(
+                &desc,
+                BlobSource::Bytes(data.clone()),
+                &super::super::no_progress,
+            )
+            .await
+            .unwrap();
+        assert!(store.blob_exists(&desc.digest).await.unwrap());
+        let got = store
+            .get_blob(&desc)
+            .await
+            .unwrap()
+            .into_bytes(100)
+            .await
+            .unwrap();
+        assert_eq!(got, data);
+
+        // a lying source is refused and leaves nothing behind
+        let lie = Descriptor::new(media::OCTET_STREAM, Digest::of(b"other"), 7);
+        let err = store
+            .put_blob(
+                &lie,
+                BlobSource::Bytes(data.clone()),
+                &super::super::no_progress,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::DigestMismatch { .. }));
+        assert!(!store.blob_exists(&lie.digest).await.unwrap());
+        let leftovers: Vec<_> = std::fs::read_dir(root.join("blobs/sha256"))
+            .unwrap()
+            .collect();
+        assert_eq!(leftovers.len(), 1, "only the good blob remains");
+
+        let m = ImageManifest {
+            schema_version: 2,
+            media_type: Some(media::OCI_MANIFEST.into()),
+            artifact_type: None,
+            config: Descriptor::empty_json(),
+            layers: vec![desc.clone()],
+            subject: None,
+            annotations: None,
+        };
+        let raw = RawManifest::from_image(&m).unwrap();
+        store.put_manifest(&raw, Some("v1")).await.unwrap();
+        store.put_manifest(&raw, Some("v2")).await.unwrap();
+        store.put_manifest(&raw, Some("v1")).await.unwrap();
+        assert_eq!(store.list_tags().await.unwrap(), ["v1", "v2"]);
+        let got = store
+            .fetch_manifest(ManifestRef::Tag("v1"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.digest(), raw.digest());
+        let got = store
+            .fetch_manifest(ManifestRef::Digest(&raw.digest()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.media_type(), media::OCI_MANIFEST);
+        assert!(
+            store
+                .fetch_manifest(ManifestRef::Tag("nope"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // surgery on the manifest blob is caught
+        std::fs::write(store.blob_path(&raw.digest()), b"{}").unwrap();
+        let err = store
+            .fetch_manifest(ManifestRef::Tag("v1"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn concurrent_taggers_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("l");
+        LayoutStore::open(&root, true).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let root = root.clone();
+            tasks.push(tokio::spawn(async move {
+                let store = LayoutStore::open(&root, true).await.unwrap();
+                let m = format!(r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"a","digest":"{}","size":2}},"layers":[],"annotations":{{"i":"{i}"}}}}"#, media::OCI_MANIFEST, crate::digest::empty_json_digest());
+                let raw = RawManifest::new(media::OCI_MANIFEST, m.into_bytes()).unwrap();
+                store.put_manifest(&raw, Some(&format!("t{i}"))).await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let store = LayoutStore::open(&root, false).await.unwrap();
+        assert_eq!(store.list_tags().await.unwrap().len(), 16);
+    }
+
+    #[tokio::test]
+    async fn refuses_a_non_layout_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("x"), b"x").unwrap();
+        let err = LayoutStore::open(dir.path(), true).await.err().unwrap();
+        assert!(err.to_string().contains("not an OCI image layout"), "{err}");
+    }
+}

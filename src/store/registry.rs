@@ -1,0 +1,964 @@
+//! The OCI distribution API over HTTP(S).
+//!
+//! Written on reqwest rather than on oci-client because sealpack needs control that oci-client does not give:
+//! single-request streaming uploads (oci-client turns every stream item into its own PATCH), the bearer token and
+//! its scope (for cross-repository mounts), size caps on everything read, digests computed from received bytes
+//! instead of headers, redirect rules that never carry credentials to another host, and docker config.json
+//! credential helpers. What it implements is the distribution spec's pull, push, tag listing and mount endpoints,
+//! and the token and basic authentication flows.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION,
+    WWW_AUTHENTICATE,
+};
+use reqwest::{Method, StatusCode};
+
+use super::{BlobSource, ByteStream, FetchedBlob, ManifestRef, Progress, Store};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::oci::{Descriptor, MAX_MANIFEST_BYTES, RawManifest, media};
+use crate::reference::RegistryRef;
+
+/// Largest error body or token response read from a registry.
+const MAX_SMALL_BODY: usize = 64 * 1024;
+/// Largest tag list page read.
+const MAX_TAGS_BODY: usize = 16 << 20;
+const USER_AGENT: &str = concat!("sealpack/", env!("CARGO_PKG_VERSION"));
+
+/// Username and password (or identity token) for a registry. `Debug` never shows the secret.
+#[derive(Clone)]
+pub enum Credentials {
+    /// Basic credentials.
+    UserPassword {
+        /// The user name.
+        username: String,
+        /// The password or access token.
+        password: String,
+    },
+    /// An OAuth2 refresh token (docker config `identitytoken`).
+    IdentityToken(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::UserPassword { username, .. } => {
+                write!(f, "UserPassword({username}, <redacted>)")
+            }
+            Credentials::IdentityToken(_) => f.write_str("IdentityToken(<redacted>)"),
+        }
+    }
+}
+
+/// How to talk to registries.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// Use `http://` instead of `https://` (as oras's `--plain-http`).
+    pub plain_http: bool,
+    /// Extra CA certificates (PEM files) to trust.
+    pub ca_files: Vec<std::path::PathBuf>,
+    /// Skip TLS certificate verification.
+    pub insecure: bool,
+    /// Credentials given on the command line; they win over docker config for every registry.
+    pub credentials: Option<Credentials>,
+    /// Ignore docker config (tests, hermetic CI).
+    pub no_docker_config: bool,
+}
+
+/// A shared HTTP client for registries: connection pool, TLS settings and credentials.
+pub struct RegistryClient {
+    http: reqwest::Client,
+    opts: ClientOptions,
+}
+
+impl RegistryClient {
+    /// Builds the client; fails on unreadable CA files.
+    pub fn new(opts: ClientOptions) -> Result<Self> {
+        let tls = tls_config(&opts)?;
+        let policy = reqwest::redirect::Policy::custom(|attempt| {
+            if attempt.previous().len() >= 5 {
+                return attempt.error("more than 5 redirects");
+            }
+            let from_https = attempt
+                .previous()
+                .last()
+                .is_some_and(|u| u.scheme() == "https");
+            if from_https && attempt.url().scheme() != "https" {
+                return attempt.error("refusing a redirect from https to http");
+            }
+            // reqwest drops Authorization and Cookie headers when the host changes
+            attempt.follow()
+        });
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .user_agent(USER_AGENT)
+            .redirect(policy)
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(120))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| Error::usage(format!("cannot set up the HTTP client: {e}")))?;
+        Ok(RegistryClient { http, opts })
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.opts.plain_http {
+            "http"
+        } else {
+            "https"
+        }
+    }
+
+    /// Looks up credentials for a registry host: command line first, then docker config (including credential
+    /// helpers and credsStore).
+    async fn credentials_for(&self, registry: &str) -> Option<Credentials> {
+        if let Some(c) = &self.opts.credentials {
+            return Some(c.clone());
+        }
+        if self.opts.no_docker_config {
+            return None;
+        }
+        let registry = registry.to_string();
+        tokio::task::spawn_blocking(move || {
+            let keys: Vec<String> = if registry == crate::reference::DOCKER_HUB {
+                vec![
+                    "https://index.docker.io/v1/".into(),
+                    "index.docker.io".into(),
+                    "docker.io".into(),
+                ]
+            } else {
+                vec![
+                    registry.clone(),
+                    format!("https://{registry}"),
+                    format!("http://{registry}"),
+                ]
+            };
+            keys.iter()
+                .find_map(|k| match docker_credential::get_credential(k) {
+                    Ok(docker_credential::DockerCredential::UsernamePassword(u, p)) => {
+                        Some(Credentials::UserPassword {
+                            username: u,
+                            password: p,
+                        })
+                    }
+                    Ok(docker_credential::DockerCredential::IdentityToken(t)) => {
+                        Some(Credentials::IdentityToken(t))
+                    }
+                    Err(_) => None,
+                })
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+}
+
+fn tls_config(opts: &ClientOptions) -> Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::usage(format!("TLS setup: {e}")))?;
+    if opts.insecure {
+        return Ok(builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(insecure::NoVerify(provider)))
+            .with_no_client_auth());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        let _ = roots.add(cert);
+    }
+    for path in &opts.ca_files {
+        let pem = std::fs::read(path).map_err(|e| Error::io("reading CA file", path, e))?;
+        let mut n = 0;
+        for cert in rustls_pemfile::certs(&mut &pem[..]) {
+            let cert =
+                cert.map_err(|e| Error::usage(format!("CA file {}: {e}", path.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| Error::usage(format!("CA file {}: {e}", path.display())))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(Error::usage(format!(
+                "CA file {} holds no PEM certificate",
+                path.display()
+            )));
+        }
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+mod insecure {
+    //! `--insecure`: accept any server certificate (signatures are still checked, so the handshake stays sound).
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::CryptoProvider;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+
+    #[derive(Debug)]
+    pub struct NoVerify(pub Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for NoVerify {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+}
+
+/// A parsed `WWW-Authenticate` challenge.
+#[derive(Debug, PartialEq, Eq)]
+enum Challenge {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+fn parse_challenge(h: &str) -> Option<Challenge> {
+    let (scheme, rest) = h.trim().split_once(' ').unwrap_or((h.trim(), ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Some(Challenge::Basic);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let mut realm = None;
+    let mut service = None;
+    // key="value" pairs separated by commas; values may contain commas inside quotes
+    let mut s = rest;
+    while !s.is_empty() {
+        let (key, after) = s.split_once('=')?;
+        let key = key.trim().trim_start_matches(',').trim();
+        let after = after.trim_start();
+        let (value, remaining) = if let Some(q) = after.strip_prefix('"') {
+            let end = q.find('"')?;
+            (&q[..end], &q[end + 1..])
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        match key.to_ascii_lowercase().as_str() {
+            "realm" => realm = Some(value.to_string()),
+            "service" => service = Some(value.to_string()),
+            _ => {}
+        }
+        s = remaining.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
+    }
+    Some(Challenge::Bearer {
+        realm: realm?,
+        service,
+    })
+}
+
+/// One repository in a registry.
+pub struct RegistryStore {
+    client: Arc<RegistryClient>,
+    registry: String,
+    api_host: String,
+    repository: String,
+    push: bool,
+    /// The Authorization header that worked last, reused until the registry asks again.
+    auth: Mutex<Option<HeaderValue>>,
+    /// Extra token scopes (e.g. pull on a mount source repository).
+    extra_scopes: Mutex<Vec<String>>,
+}
+
+/// A request that can be rebuilt for a retry after authenticating (so it has no streaming body).
+struct Req {
+    method: Method,
+    url: String,
+    headers: HeaderMap,
+    body: Option<Bytes>,
+}
+
+impl RegistryStore {
+    /// A store for `r`'s repository; `push` asks for push access when authenticating.
+    pub fn new(client: Arc<RegistryClient>, r: &RegistryRef, push: bool) -> Self {
+        RegistryStore {
+            client,
+            registry: r.registry().to_string(),
+            api_host: r.api_host().to_string(),
+            repository: r.repository().to_string(),
+            push,
+            auth: Mutex::new(None),
+            extra_scopes: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn base(&self) -> String {
+        format!(
+            "{}://{}/v2/{}",
+            self.client.scheme(),
+            self.api_host,
+            self.repository
+        )
+    }
+
+    fn what(&self, r: impl std::fmt::Display) -> String {
+        format!("{}/{}{r}", self.registry, self.repository)
+    }
+
+    fn transport_error(&self, url: &str, e: reqwest::Error) -> Error {
+        let mut message = e.to_string();
+        let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+        while let Some(s) = src {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            src = s.source();
+        }
+        let lower = message.to_ascii_lowercase();
+        let hint = if lower.contains("invalidcontenttype") || lower.contains("corrupt message") {
+            Some(
+                "the registry answered plain HTTP on an HTTPS request: if it really serves plain HTTP, pass --plain-http",
+            )
+        } else if lower.contains("certificate") || lower.contains("unknownissuer") {
+            Some(
+                "the registry's TLS certificate is not trusted: pass --ca-file with its CA certificate (or --insecure to skip the check)",
+            )
+        } else if lower.contains("connection refused") {
+            Some(
+                "nothing is listening there: check the registry host and port, and that the registry is running",
+            )
+        } else if lower.contains("dns error") || lower.contains("failed to lookup") {
+            Some("the registry host name does not resolve: check the reference")
+        } else if self.client.opts.plain_http
+            && (lower.contains("connection closed") || lower.contains("reset"))
+        {
+            Some("the registry may only speak HTTPS: drop --plain-http")
+        } else {
+            None
+        };
+        Error::Transport {
+            url: url.to_string(),
+            message,
+            hint,
+        }
+    }
+
+    async fn status_error(&self, method: &Method, url: &str, resp: reqwest::Response) -> Error {
+        let status = resp.status().as_u16();
+        let body = read_capped(resp, MAX_SMALL_BODY).await.unwrap_or_default();
+        let (code, message) = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                let e = v.get("errors")?.get(0)?;
+                Some((
+                    e.get("code").and_then(|c| c.as_str()).map(str::to_string),
+                    e.get("message")
+                        .and_then(|c| c.as_str())
+                        .unwrap_or_default()
+                        .to_string(),
+                ))
+            })
+            .unwrap_or((
+                None,
+                String::from_utf8_lossy(&body)
+                    .trim()
+                    .chars()
+                    .take(200)
+                    .collect(),
+            ));
+        Error::Registry {
+            method: method.to_string(),
+            url: url.to_string(),
+            status,
+            code,
+            message,
+        }
+    }
+
+    fn scope(&self) -> String {
+        let mut scopes = vec![format!(
+            "repository:{}:{}",
+            self.repository,
+            if self.push { "pull,push" } else { "pull" }
+        )];
+        scopes.extend(
+            self.extra_scopes
+                .lock()
+                .expect("scope lock")
+                .iter()
+                .cloned(),
+        );
+        scopes.join(" ")
+    }
+
+    /// Answers a 401 challenge, storing the Authorization header to use from now on.
+    async fn authenticate(&self, challenge: &str) -> Result<()> {
+        let creds = self.client.credentials_for(&self.registry).await;
+        let header = match parse_challenge(challenge) {
+            Some(Challenge::Basic) => match creds {
+                Some(Credentials::UserPassword { username, password }) => {
+                    basic(&username, &password)
+                }
+                Some(Credentials::IdentityToken(_)) => {
+                    return Err(Error::Auth {
+                        registry: self.registry.clone(),
+                        reason: "the registry asks for basic auth but only an identity token is configured".into(),
+                    });
+                }
+                None => {
+                    return Err(Error::Auth {
+                        registry: self.registry.clone(),
+                        reason: "the registry requires credentials and none were found".into(),
+                    });
+                }
+            },
+            Some(Challenge::Bearer { realm, service }) => {
+                self.fetch_token(&realm, service.as_deref(), creds).await?
+            }
+            None => {
+                return Err(Error::Auth {
+                    registry: self.registry.clone(),
+                    reason: format!("unsupported authentication challenge {challenge:?}"),
+                });
+            }
+        };
+        *self.auth.lock().expect("auth lock") = Some(header);
+        Ok(())
+    }
+
+    async fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        creds: Option<Credentials>,
+    ) -> Result<HeaderValue> {
+        let realm_url = url::Url::parse(realm).map_err(|e| Error::Auth {
+            registry: self.registry.clone(),
+            reason: format!("bad token realm {realm:?}: {e}"),
+        })?;
+        let loopback = realm_url.host_str().is_some_and(|h| {
+            h == "localhost"
+                || h.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
+        if realm_url.scheme() != "https" && !(self.client.opts.plain_http && loopback) {
+            return Err(Error::Auth {
+                registry: self.registry.clone(),
+                reason: format!("refusing token realm {realm}: not https"),
+            });
+        }
+        let scope = self.scope();
+        let mut query: Vec<(&str, &str)> = vec![("scope", &scope)];
+        if let Some(s) = service {
+            query.push(("service", s));
+        }
+        let req = match &creds {
+            Some(Credentials::IdentityToken(t)) => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", t.as_str()),
+                    ("client_id", "sealpack"),
+                    ("scope", scope.as_str()),
+                ];
+                if let Some(s) = service {
+                    form.push(("service", s));
+                }
+                let body = url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(form)
+                    .finish();
+                self.client
+                    .http
+                    .post(realm_url.clone())
+                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(body)
+            }
+            Some(Credentials::UserPassword { username, password }) => self
+                .client
+                .http
+                .get(realm_url.clone())
+                .query(&query)
+                .header(AUTHORIZATION, basic(username, password)),
+            None => self.client.http.get(realm_url.clone()).query(&query),
+        };
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.transport_error(realm, e))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            return Err(Error::Auth {
+                registry: self.registry.clone(),
+                reason: format!(
+                    "the token service {realm} answered {status}{}",
+                    if creds.is_some() {
+                        " for these credentials"
+                    } else {
+                        " (no credentials found)"
+                    }
+                ),
+            });
+        }
+        let body = read_capped(resp, MAX_SMALL_BODY).await?;
+        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|_| Error::Auth {
+            registry: self.registry.clone(),
+            reason: format!("the token service {realm} sent something that is not JSON"),
+        })?;
+        let token = v
+            .get("token")
+            .or_else(|| v.get("access_token"))
+            .and_then(|t| t.as_str())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::Auth {
+                registry: self.registry.clone(),
+                reason: format!("the token service {realm} sent no token"),
+            })?;
+        HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| Error::Auth {
+            registry: self.registry.clone(),
+            reason: "the token holds characters not allowed in a header".into(),
+        })
+    }
+
+    /// Sends a request, authenticating once on a 401.
+    async fn send(&self, req: Req) -> Result<reqwest::Response> {
+        let mut tried_auth = false;
+        loop {
+            let mut rb = self
+                .client
+                .http
+                .request(req.method.clone(), &req.url)
+                .headers(req.headers.clone());
+            if let Some(h) = self.auth.lock().expect("auth lock").clone() {
+                rb = rb.header(AUTHORIZATION, h);
+            }
+            if let Some(b) = &req.body {
+                rb = rb.body(b.clone());
+            }
+            let resp = rb
+                .send()
+                .await
+                .map_err(|e| self.transport_error(&req.url, e))?;
+            if resp.status() == StatusCode::UNAUTHORIZED && !tried_auth {
+                let challenge = resp
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                match challenge {
+                    Some(c) => {
+                        self.authenticate(&c).await?;
+                        tried_auth = true;
+                        continue;
+                    }
+                    None => return Err(self.status_error(&req.method, &req.url, resp).await),
+                }
+            }
+            if resp.status() == StatusCode::UNAUTHORIZED {
+                return Err(Error::Auth {
+                    registry: self.registry.clone(),
+                    reason: format!(
+                        "{} {} was refused (HTTP 401): wrong user name or password, or no access to {}",
+                        req.method, req.url, self.repository
+                    ),
+                });
+            }
+            return Ok(resp);
+        }
+    }
+
+    fn req(&self, method: Method, url: String) -> Req {
+        Req {
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: None,
+        }
+    }
+
+    /// Finishes an upload session with a streamed monolithic PUT of the whole blob (one request, as `curl -T`).
+    async fn upload(
+        &self,
+        location: &str,
+        desc: &Descriptor,
+        body: ByteStream,
+        progress: Progress<'_>,
+    ) -> Result<()> {
+        let mut url = self.absolute(location)?;
+        url.query_pairs_mut()
+            .append_pair("digest", &desc.digest.to_string());
+        let counted = body.map(move |chunk| {
+            if let Ok(c) = &chunk {
+                progress(c.len() as u64);
+            }
+            chunk
+        });
+        // SAFETY of lifetimes: reqwest needs a 'static body; the progress callback is only borrowed, so count into an
+        // owned channel instead.
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+        let body = reqwest::Body::wrap_stream(tokio_stream_from(rx));
+        let auth = self.auth.lock().expect("auth lock").clone();
+        let mut rb = self
+            .client
+            .http
+            .put(url.clone())
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, desc.size)
+            .body(body);
+        if let Some(h) = auth {
+            rb = rb.header(AUTHORIZATION, h);
+        }
+        let send = rb.send();
+        let feed = async move {
+            let mut counted = std::pin::pin!(counted);
+            while let Some(chunk) = counted.next().await {
+                let failed = chunk.is_err();
+                if tx.send(chunk).await.is_err() || failed {
+                    break;
+                }
+            }
+        };
+        let (resp, ()) = tokio::join!(send, feed);
+        let resp = resp.map_err(|e| self.transport_error(url.as_str(), e))?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.status_error(&Method::PUT, url.as_str(), resp).await);
+        }
+        Ok(())
+    }
+
+    fn absolute(&self, location: &str) -> Result<url::Url> {
+        let base = url::Url::parse(&format!("{}://{}/", self.client.scheme(), self.api_host))
+            .map_err(|e| Error::usage(format!("bad registry URL: {e}")))?;
+        base.join(location).map_err(|e| Error::Registry {
+            method: "POST".into(),
+            url: self.base(),
+            status: 202,
+            code: None,
+            message: format!("bad upload Location {location:?}: {e}"),
+        })
+    }
+
+    async fn start_upload(&self, mount: Option<(&Digest, &str)>) -> Result<Option<String>> {
+        let mut url = format!("{}/blobs/uploads/", self.base());
+        if let Some((d, from)) = mount {
+            url.push_str(&format!("?mount={d}&from={from}"));
+        }
+        let resp = self.send(self.req(Method::POST, url.clone())).await?;
+        match resp.status() {
+            StatusCode::CREATED if mount.is_some() => Ok(None),
+            StatusCode::ACCEPTED => {
+                let loc = resp
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| Error::Registry {
+                        method: "POST".into(),
+                        url: url.clone(),
+                        status: 202,
+                        code: None,
+                        message: "no Location header on the upload session".into(),
+                    })?;
+                Ok(Some(loc.to_string()))
+            }
+            _ => Err(self.status_error(&Method::POST, &url, resp).await),
+        }
+    }
+}
+
+fn tokio_stream_from(
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+}
+
+fn basic(user: &str, pass: &str) -> HeaderValue {
+    let enc = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    let mut h =
+        HeaderValue::from_str(&format!("Basic {enc}")).expect("base64 is a valid header value");
+    h.set_sensitive(true);
+    h
+}
+
+/// Reads a response body, refusing more than `max` bytes (checked while streaming, not just by Content-Length).
+async fn read_capped(resp: reqwest::Response, max: usize) -> Result<Bytes> {
+    let url = resp.url().to_string();
+    if resp.content_length().is_some_and(|l| l > max as u64) {
+        return Err(Error::untrusted(
+            url,
+            format!("response is over the {max}-byte cap"),
+        ));
+    }
+    let mut stream = resp.bytes_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Error::Transport {
+            url: url.clone(),
+            message: e.to_string(),
+            hint: None,
+        })?;
+        if buf.len() + chunk.len() > max {
+            return Err(Error::untrusted(
+                url,
+                format!("response is over the {max}-byte cap"),
+            ));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}
+
+#[async_trait]
+impl Store for RegistryStore {
+    fn name(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
+    }
+
+    async fn fetch_manifest(&self, r: ManifestRef<'_>) -> Result<Option<RawManifest>> {
+        let key = match r {
+            ManifestRef::Tag(t) => t.to_string(),
+            ManifestRef::Digest(d) => d.to_string(),
+        };
+        let url = format!("{}/manifests/{key}", self.base());
+        let mut req = self.req(Method::GET, url.clone());
+        req.headers.insert(
+            ACCEPT,
+            HeaderValue::from_str(&media::MANIFEST_ACCEPT.join(", ")).expect("static header"),
+        );
+        let resp = self.send(req).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(self.status_error(&Method::GET, &url, resp).await);
+        }
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.split(';').next().unwrap_or("").trim().to_string())
+            .unwrap_or_default();
+        let body = read_capped(resp, MAX_MANIFEST_BYTES).await?;
+        let raw = RawManifest::new(content_type, body)?;
+        if let ManifestRef::Digest(d) = r {
+            raw.check_digest(&self.what(format!("@{d}")), d)?;
+        }
+        Ok(Some(raw))
+    }
+
+    async fn put_manifest(&self, manifest: &RawManifest, tag: Option<&str>) -> Result<()> {
+        let digest = manifest.digest().to_string();
+        let refs: Vec<&str> = std::iter::once(digest.as_str()).chain(tag).collect();
+        // by digest first, the tag last: a failure in between never leaves a tag on missing content
+        for key in refs {
+            let url = format!("{}/manifests/{key}", self.base());
+            let mut req = self.req(Method::PUT, url.clone());
+            req.headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_str(manifest.media_type()).map_err(|_| {
+                    Error::untrusted(
+                        "manifest",
+                        format!(
+                            "media type {:?} is not a header value",
+                            manifest.media_type()
+                        ),
+                    )
+                })?,
+            );
+            req.body = Some(manifest.bytes().clone());
+            let resp = self.send(req).await?;
+            if resp.status() != StatusCode::CREATED {
+                return Err(self.status_error(&Method::PUT, &url, resp).await);
+            }
+        }
+        Ok(())
+    }
+
+    async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
+        let url = format!("{}/blobs/{digest}", self.base());
+        let resp = self.send(self.req(Method::HEAD, url.clone())).await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.status_error(&Method::HEAD, &url, resp).await),
+        }
+    }
+
+    async fn get_blob(&self, desc: &Descriptor) -> Result<FetchedBlob> {
+        let url = format!("{}/blobs/{}", self.base(), desc.digest);
+        let what = self.what(format!("@{}", desc.digest));
+        let resp = self.send(self.req(Method::GET, url.clone())).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Err(Error::NotFound { what });
+        }
+        if !resp.status().is_success() {
+            return Err(self.status_error(&Method::GET, &url, resp).await);
+        }
+        if let Some(len) = resp.content_length()
+            && len != desc.size
+        {
+            return Err(Error::SizeMismatch {
+                what,
+                expected: desc.size,
+                actual: len,
+            });
+        }
+        let stream = resp
+            .bytes_stream()
+            .map(|r| r.map_err(std::io::Error::other));
+        Ok(FetchedBlob::new(what, desc.clone(), Box::pin(stream)))
+    }
+
+    async fn put_blob(
+        &self,
+        desc: &Descriptor,
+        source: BlobSource,
+        progress: Progress<'_>,
+    ) -> Result<()> {
+        let location = self
+            .start_upload(None)
+            .await?
+            .expect("a plain upload session always has a Location");
+        let body: ByteStream = match source {
+            BlobSource::Bytes(b) => Box::pin(futures_util::stream::once(async move { Ok(b) })),
+            BlobSource::File(p) => super::file_stream(&p).await?,
+            BlobSource::Stream(s) => s,
+        };
+        self.upload(&location, desc, body, progress).await
+    }
+
+    async fn mount_blob(&self, desc: &Descriptor, from_repository: &str) -> Result<bool> {
+        if from_repository == self.repository {
+            return Ok(false);
+        }
+        let scope = format!("repository:{from_repository}:pull");
+        {
+            let mut scopes = self.extra_scopes.lock().expect("scope lock");
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+                // the token in hand does not cover the source repository: ask again
+                *self.auth.lock().expect("auth lock") = None;
+            }
+        }
+        match self
+            .start_upload(Some((&desc.digest, from_repository)))
+            .await?
+        {
+            None => Ok(true),
+            // the registry opened a normal upload session instead of mounting; leave it to expire
+            Some(_) => Ok(false),
+        }
+    }
+
+    async fn list_tags(&self) -> Result<Vec<String>> {
+        let mut tags = Vec::new();
+        let mut next = Some(format!("{}/tags/list?n=1000", self.base()));
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            pages += 1;
+            if pages > 1000 {
+                return Err(Error::untrusted(
+                    self.what(""),
+                    "tag list has more than 1000 pages",
+                ));
+            }
+            let resp = self.send(self.req(Method::GET, url.clone())).await?;
+            if resp.status() == StatusCode::NOT_FOUND {
+                return Ok(tags);
+            }
+            if !resp.status().is_success() {
+                return Err(self.status_error(&Method::GET, &url, resp).await);
+            }
+            // Link: </v2/name/tags/list?last=x&n=1000>; rel="next"
+            next = resp
+                .headers()
+                .get("link")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| {
+                    l.split_once('<')
+                        .and_then(|(_, r)| r.split_once('>'))
+                        .map(|(u, _)| u.to_string())
+                })
+                .and_then(|u| self.absolute(&u).ok())
+                .map(|u| u.to_string());
+            let body = read_capped(resp, MAX_TAGS_BODY).await?;
+            let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+                Error::untrusted(format!("tag list of {}", self.name()), e.to_string())
+            })?;
+            if let Some(list) = v.get("tags").and_then(|t| t.as_array()) {
+                tags.extend(list.iter().filter_map(|t| t.as_str().map(str::to_string)));
+            }
+        }
+        Ok(tags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges() {
+        assert_eq!(parse_challenge("Basic realm=\"x\""), Some(Challenge::Basic));
+        assert_eq!(
+            parse_challenge(
+                r#"Bearer realm="https://auth.io/token",service="registry.io",scope="repository:a/b:pull,push""#
+            ),
+            Some(Challenge::Bearer {
+                realm: "https://auth.io/token".into(),
+                service: Some("registry.io".into())
+            })
+        );
+        assert_eq!(parse_challenge("Bearer service=\"x\""), None);
+        assert_eq!(parse_challenge("Negotiate"), None);
+    }
+
+    #[test]
+    fn credentials_debug_is_redacted() {
+        let c = Credentials::UserPassword {
+            username: "u".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(!format!("{:?}", Credentials::IdentityToken("tok".into())).contains("tok"));
+    }
+}

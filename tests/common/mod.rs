@@ -1,0 +1,4 @@
+//! Shared test support for integration tests (`mod common;`).
+#![allow(dead_code)]
+
+pub mod registry;
