@@ -130,6 +130,9 @@ pub enum Error {
         /// Which rule it broke.
         reason: String,
     },
+    /// An archive layer broke an extraction rule, or a folder could not be packed.
+    #[error(transparent)]
+    Archive(#[from] crate::artifact::archive::ArchiveError),
     /// Content is well formed but not something this command can handle.
     #[error("{what}: {reason}")]
     Unsupported {
@@ -145,9 +148,10 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Reference(_) | Error::Digest(_) | Error::Usage { .. } => ErrorKind::Usage,
-            Error::DigestMismatch { .. } | Error::SizeMismatch { .. } | Error::Untrusted { .. } => {
-                ErrorKind::Denied
-            }
+            Error::DigestMismatch { .. }
+            | Error::SizeMismatch { .. }
+            | Error::Untrusted { .. }
+            | Error::Archive(_) => ErrorKind::Denied,
             Error::Io { .. }
             | Error::Transport { .. }
             | Error::Registry { .. }

@@ -12,6 +12,7 @@ pub mod artifact;
 pub mod digest;
 pub mod error;
 pub mod oci;
+pub mod provenance;
 pub mod reference;
 pub mod store;
 

@@ -70,18 +70,77 @@ pub struct ClientOptions {
     pub credentials: Option<Credentials>,
     /// Ignore docker config (tests, hermetic CI).
     pub no_docker_config: bool,
+    /// Per-host settings (`--registry-config`), keyed by `HOST[:PORT]`; they replace the global TLS and
+    /// plain-HTTP settings for that host.
+    pub hosts: std::collections::BTreeMap<String, HostOptions>,
+}
+
+/// Settings for one registry host.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostOptions {
+    /// Plain HTTP for this host.
+    #[serde(default)]
+    pub plain_http: bool,
+    /// Skip TLS verification for this host.
+    #[serde(default)]
+    pub insecure: bool,
+    /// Extra CA file for this host.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// A shared HTTP client for registries: connection pool, TLS settings and credentials.
 pub struct RegistryClient {
     http: reqwest::Client,
+    /// Clients for hosts with their own settings: (client, plain_http).
+    per_host: std::collections::BTreeMap<String, (reqwest::Client, bool)>,
     opts: ClientOptions,
 }
 
 impl RegistryClient {
     /// Builds the client; fails on unreadable CA files.
     pub fn new(opts: ClientOptions) -> Result<Self> {
-        let tls = tls_config(&opts)?;
+        let http = Self::build_http(&opts)?;
+        let mut per_host = std::collections::BTreeMap::new();
+        for (host, h) in &opts.hosts {
+            let host_opts = ClientOptions {
+                plain_http: h.plain_http,
+                insecure: h.insecure,
+                ca_files: opts
+                    .ca_files
+                    .iter()
+                    .cloned()
+                    .chain(h.ca_file.clone())
+                    .collect(),
+                ..ClientOptions::default()
+            };
+            per_host.insert(host.clone(), (Self::build_http(&host_opts)?, h.plain_http));
+        }
+        Ok(RegistryClient {
+            http,
+            per_host,
+            opts,
+        })
+    }
+
+    /// The HTTP client and scheme for a host.
+    fn for_host(&self, host: &str) -> (&reqwest::Client, &'static str) {
+        match self.per_host.get(host) {
+            Some((c, plain)) => (c, if *plain { "http" } else { "https" }),
+            None => (
+                &self.http,
+                if self.opts.plain_http {
+                    "http"
+                } else {
+                    "https"
+                },
+            ),
+        }
+    }
+
+    fn build_http(opts: &ClientOptions) -> Result<reqwest::Client> {
+        let tls = tls_config(opts)?;
         let policy = reqwest::redirect::Policy::custom(|attempt| {
             if attempt.previous().len() >= 5 {
                 return attempt.error("more than 5 redirects");
@@ -105,15 +164,7 @@ impl RegistryClient {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| Error::usage(format!("cannot set up the HTTP client: {e}")))?;
-        Ok(RegistryClient { http, opts })
-    }
-
-    fn scheme(&self) -> &'static str {
-        if self.opts.plain_http {
-            "http"
-        } else {
-            "https"
-        }
+        Ok(http)
     }
 
     /// Looks up credentials for a registry host: command line first, then docker config (including credential
@@ -333,10 +384,18 @@ impl RegistryStore {
         }
     }
 
+    fn http(&self) -> &reqwest::Client {
+        self.client.for_host(&self.api_host).0
+    }
+
+    fn scheme(&self) -> &'static str {
+        self.client.for_host(&self.api_host).1
+    }
+
     fn base(&self) -> String {
         format!(
             "{}://{}/v2/{}",
-            self.client.scheme(),
+            self.scheme(),
             self.api_host,
             self.repository
         )
@@ -369,7 +428,7 @@ impl RegistryStore {
             )
         } else if lower.contains("dns error") || lower.contains("failed to lookup") {
             Some("the registry host name does not resolve: check the reference")
-        } else if self.client.opts.plain_http
+        } else if self.scheme() == "http"
             && (lower.contains("connection closed") || lower.contains("reset"))
         {
             Some("the registry may only speak HTTPS: drop --plain-http")
@@ -481,7 +540,7 @@ impl RegistryStore {
                 || h.parse::<std::net::IpAddr>()
                     .is_ok_and(|ip| ip.is_loopback())
         });
-        if realm_url.scheme() != "https" && !(self.client.opts.plain_http && loopback) {
+        if realm_url.scheme() != "https" && !(self.scheme() == "http" && loopback) {
             return Err(Error::Auth {
                 registry: self.registry.clone(),
                 reason: format!("refusing token realm {realm}: not https"),
@@ -506,19 +565,17 @@ impl RegistryStore {
                 let body = url::form_urlencoded::Serializer::new(String::new())
                     .extend_pairs(form)
                     .finish();
-                self.client
-                    .http
+                self.http()
                     .post(realm_url.clone())
                     .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
                     .body(body)
             }
             Some(Credentials::UserPassword { username, password }) => self
-                .client
-                .http
+                .http()
                 .get(realm_url.clone())
                 .query(&query)
                 .header(AUTHORIZATION, basic(username, password)),
-            None => self.client.http.get(realm_url.clone()).query(&query),
+            None => self.http().get(realm_url.clone()).query(&query),
         };
         let resp = req
             .send()
@@ -563,8 +620,7 @@ impl RegistryStore {
         let mut tried_auth = false;
         loop {
             let mut rb = self
-                .client
-                .http
+                .http()
                 .request(req.method.clone(), &req.url)
                 .headers(req.headers.clone());
             if let Some(h) = self.auth.lock().expect("auth lock").clone() {
@@ -637,8 +693,7 @@ impl RegistryStore {
         let body = reqwest::Body::wrap_stream(tokio_stream_from(rx));
         let auth = self.auth.lock().expect("auth lock").clone();
         let mut rb = self
-            .client
-            .http
+            .http()
             .put(url.clone())
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, desc.size)
@@ -665,7 +720,7 @@ impl RegistryStore {
     }
 
     fn absolute(&self, location: &str) -> Result<url::Url> {
-        let base = url::Url::parse(&format!("{}://{}/", self.client.scheme(), self.api_host))
+        let base = url::Url::parse(&format!("{}://{}/", self.scheme(), self.api_host))
             .map_err(|e| Error::usage(format!("bad registry URL: {e}")))?;
         base.join(location).map_err(|e| Error::Registry {
             method: "POST".into(),

@@ -1,0 +1,312 @@
+//! The command line: clap definitions, one handler per command, human and `--json` output, progress bars.
+//! This is the only part of sealpack that prints or reads the terminal.
+
+mod output;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use sealpack::artifact::{archive, inspect, pull, push};
+use sealpack::store::{self, ClientOptions, Credentials, RegistryClient, StoreOptions};
+use sealpack::{Error, Reference, Result};
+
+/// Build once, deploy the same bytes many times: push build artifacts to any OCI registry (or an OCI layout
+/// folder) content-addressed, pull them back with every digest checked.
+#[derive(Debug, Parser)]
+#[command(name = "sealpack", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes (before or after the subcommand).
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Talk plain HTTP to the registry instead of HTTPS (as oras's --plain-http)
+    #[arg(long, global = true)]
+    pub plain_http: bool,
+    /// Trust this extra CA certificate (PEM) for registry TLS; may be repeated
+    #[arg(long = "ca-file", value_name = "PATH", global = true)]
+    pub ca_files: Vec<PathBuf>,
+    /// Skip TLS certificate verification (never for production)
+    #[arg(long, global = true)]
+    pub insecure: bool,
+    /// Per-host registry settings (JSON: {"HOST": {"plain_http": bool, "ca_file": PATH, "insecure": bool}})
+    #[arg(long, value_name = "PATH", global = true)]
+    pub registry_config: Option<PathBuf>,
+    /// Registry user name (with --password-stdin); wins over ~/.docker/config.json
+    #[arg(long, global = true, requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the registry password from standard input (with --username)
+    #[arg(long, global = true, requires = "username")]
+    pub password_stdin: bool,
+    /// Print one JSON document on stdout instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More detail on stderr
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// No progress bars or notes on stderr (errors still go there)
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pack files and folders into an OCI artifact and upload it; prints REPO@sha256:...
+    Push(PushArgs),
+    /// Download an artifact, check every digest, and write its files into a folder
+    Pull(PullArgs),
+    /// Print the digest a reference points to
+    Resolve(RefArgs),
+    /// Show a manifest: its files, sizes, annotations and attached evidence
+    Inspect(RefArgs),
+}
+
+/// `push` arguments.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Files and folders to pack (a folder becomes one deterministic tar+gzip layer)
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Where to push: HOST[:PORT]/REPO:TAG or oci:PATH:TAG
+    #[arg(long, value_name = "REF")]
+    pub to: String,
+    /// The manifest's artifactType
+    #[arg(long, value_name = "TYPE")]
+    pub artifact_type: Option<String>,
+    /// Media type of file layers (default application/octet-stream)
+    #[arg(long, value_name = "TYPE")]
+    pub media_type: Option<String>,
+    /// A manifest annotation KEY=VALUE; may be repeated
+    #[arg(long = "annotation", short = 'a', value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
+    /// The git commit the artifact was built from (default: HEAD of the current work tree)
+    #[arg(long, value_name = "SHA")]
+    pub commit: Option<String>,
+    /// Creation time (RFC 3339) for org.opencontainers.image.created (default: SOURCE_DATE_EPOCH, else the commit time)
+    #[arg(long, value_name = "TIME")]
+    pub created: Option<String>,
+    /// Move the tag even if it already points at a different digest
+    #[arg(long)]
+    pub allow_overwrite: bool,
+    /// Allow pushing to the tag `latest`
+    #[arg(long)]
+    pub allow_latest: bool,
+}
+
+/// `pull` arguments.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// What to pull: REPO:TAG, REPO@sha256:..., or oci:PATH:TAG
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Output folder (created if missing; existing files are never overwritten)
+    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    pub output: PathBuf,
+}
+
+/// Arguments of commands that take one reference.
+#[derive(Debug, Args)]
+pub struct RefArgs {
+    /// REPO:TAG, REPO@sha256:..., or oci:PATH[:TAG|@DIGEST]
+    #[arg(value_name = "REF")]
+    pub reference: String,
+}
+
+/// Everything a handler needs from the global flags.
+struct Ctx {
+    store_opts: StoreOptions,
+    json: bool,
+    quiet: bool,
+}
+
+fn parse_ref(s: &str) -> Result<Reference> {
+    Ok(Reference::parse(s)?)
+}
+
+fn parse_annotations(list: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for a in list {
+        let (k, v) = a
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| Error::usage(format!("--annotation {a:?} is not KEY=VALUE")))?;
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+fn client_options(g: &GlobalArgs) -> Result<ClientOptions> {
+    let credentials = match (&g.username, g.password_stdin) {
+        (Some(u), true) => {
+            let mut pw = String::new();
+            std::io::stdin()
+                .take(64 * 1024)
+                .read_to_string(&mut pw)
+                .map_err(|e| Error::io("reading the password from", "standard input", e))?;
+            let pw = pw.trim_end_matches(['\n', '\r']).to_string();
+            if pw.is_empty() {
+                return Err(Error::usage("--password-stdin read an empty password"));
+            }
+            Some(Credentials::UserPassword {
+                username: u.clone(),
+                password: pw,
+            })
+        }
+        _ => None,
+    };
+    let mut opts = ClientOptions {
+        plain_http: g.plain_http,
+        ca_files: g.ca_files.clone(),
+        insecure: g.insecure,
+        credentials,
+        no_docker_config: false,
+        hosts: BTreeMap::new(),
+    };
+    if let Some(path) = &g.registry_config {
+        output::apply_registry_config(path, &mut opts)?;
+    }
+    Ok(opts)
+}
+
+/// Parses the command line, runs the command, and returns the process exit code.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let quiet = cli.global.quiet;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the async runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            output::print_error(&e, quiet);
+            std::process::ExitCode::from(output::exit_code(&e))
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let client = Arc::new(RegistryClient::new(client_options(&cli.global)?)?);
+    let ctx = Ctx {
+        store_opts: StoreOptions { client },
+        json: cli.global.json,
+        quiet: cli.global.quiet,
+    };
+    match cli.command {
+        Command::Push(a) => cmd_push(&ctx, a).await,
+        Command::Pull(a) => cmd_pull(&ctx, a).await,
+        Command::Resolve(a) => cmd_resolve(&ctx, a).await,
+        Command::Inspect(a) => cmd_inspect(&ctx, a).await,
+    }
+}
+
+async fn cmd_push(ctx: &Ctx, a: PushArgs) -> Result<()> {
+    let target = parse_ref(&a.to)?;
+    push::check_push_tag(&target, a.allow_latest)?;
+    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(s) if !s.is_empty() => Some(s.trim().parse::<i64>().map_err(|_| {
+            Error::usage(format!(
+                "SOURCE_DATE_EPOCH={s:?} is not a whole number of seconds"
+            ))
+        })?),
+        _ => None,
+    };
+    let opts = push::PushOptions {
+        artifact_type: a.artifact_type,
+        file_media_type: a.media_type,
+        annotations: parse_annotations(&a.annotations)?,
+        commit: a.commit,
+        created: a.created,
+        source_date_epoch,
+        allow_overwrite: a.allow_overwrite,
+        allow_latest: a.allow_latest,
+        work_dir: std::env::current_dir()
+            .map_err(|e| Error::io("reading", "the current folder", e))?,
+        temp_dir: None,
+    };
+    let store = store::open(&target, &ctx.store_opts, true).await?;
+    let bars = output::Bars::new(ctx.quiet);
+    let report = push::push(store.as_ref(), &target, &a.paths, &opts, &bars).await?;
+    if ctx.json {
+        return output::json(&report);
+    }
+    if !ctx.quiet {
+        let present = report
+            .layers
+            .iter()
+            .filter(|l| l.transfer != push::Transfer::Uploaded)
+            .count();
+        output::note(&format!(
+            "{} layer(s), {} uploaded, {present} already present{}",
+            report.layers.len(),
+            output::human_bytes(report.bytes_uploaded),
+            if report.unchanged {
+                " (the tag already pointed at this digest)"
+            } else {
+                ""
+            }
+        ));
+    }
+    output::line(&report.reference)
+}
+
+async fn cmd_pull(ctx: &Ctx, a: PullArgs) -> Result<()> {
+    let reference = parse_ref(&a.reference)?;
+    let store = store::open(&reference, &ctx.store_opts, false).await?;
+    let bars = output::Bars::new(ctx.quiet);
+    let report = pull::pull(
+        store.as_ref(),
+        &reference,
+        &a.output,
+        &archive::Limits::default(),
+        &bars,
+    )
+    .await?;
+    if ctx.json {
+        return output::json(&report);
+    }
+    if !ctx.quiet {
+        for f in &report.files {
+            output::note(&format!(
+                "{}  {}  {}",
+                f.digest.short(),
+                output::human_bytes(f.size),
+                f.path.display()
+            ));
+        }
+    }
+    output::line(&report.reference)
+}
+
+async fn cmd_resolve(ctx: &Ctx, a: RefArgs) -> Result<()> {
+    let reference = parse_ref(&a.reference)?;
+    let store = store::open(&reference, &ctx.store_opts, false).await?;
+    let raw = store::resolve(store.as_ref(), &reference).await?;
+    if ctx.json {
+        return output::json(&serde_json::json!({
+            "reference": reference.pinned(raw.digest()).to_string(),
+            "digest": raw.digest(),
+            "mediaType": raw.media_type(),
+            "size": raw.bytes().len(),
+        }));
+    }
+    output::line(&raw.digest().to_string())
+}
+
+async fn cmd_inspect(ctx: &Ctx, a: RefArgs) -> Result<()> {
+    let reference = parse_ref(&a.reference)?;
+    let store = store::open(&reference, &ctx.store_opts, false).await?;
+    let report = inspect::inspect(store.as_ref(), &reference).await?;
+    if ctx.json {
+        return output::json(&report);
+    }
+    output::print_inspect(&report)
+}
