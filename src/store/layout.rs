@@ -25,18 +25,44 @@ const MAX_INDEX_BYTES: u64 = 64 << 20;
 /// An OCI image layout folder.
 pub struct LayoutStore {
     root: PathBuf,
+    /// The folder did not exist when opened for writing: it is created by the first write, so a command that
+    /// fails before writing leaves nothing behind.
+    pending_create: std::sync::atomic::AtomicBool,
 }
 
 impl LayoutStore {
-    /// Opens a layout; with `create`, makes the folder and its skeleton if missing.
+    /// Opens a layout. With `create`, a missing folder is accepted and made (with its skeleton) by the first
+    /// write; an existing folder must be a layout either way.
     pub async fn open(root: &Path, create: bool) -> Result<Self> {
-        let root = root.to_path_buf();
-        let store = LayoutStore { root };
-        let r = store.root.clone();
-        tokio::task::spawn_blocking(move || Self::check_or_create(&r, create))
-            .await
-            .expect("layout open task panicked")?;
-        Ok(store)
+        let r = root.to_path_buf();
+        let missing = tokio::task::spawn_blocking(move || -> Result<bool> {
+            if create && !r.join(OCI_LAYOUT).exists() && !r.exists() {
+                return Ok(true);
+            }
+            Self::check_or_create(&r, create)?;
+            Ok(false)
+        })
+        .await
+        .expect("layout open task panicked")?;
+        Ok(LayoutStore {
+            root: root.to_path_buf(),
+            pending_create: std::sync::atomic::AtomicBool::new(missing),
+        })
+    }
+
+    fn is_pending(&self) -> bool {
+        self.pending_create
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Creates the layout skeleton if this store was opened on a missing folder.
+    fn ensure_created(&self) -> Result<()> {
+        if self.is_pending() {
+            Self::check_or_create(&self.root, true)?;
+            self.pending_create
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
     }
 
     fn check_or_create(root: &Path, create: bool) -> Result<()> {
@@ -76,12 +102,21 @@ impl LayoutStore {
                 }
                 std::fs::create_dir_all(root.join("blobs/sha256"))
                     .map_err(|e| Error::io("creating", root.join("blobs/sha256"), e))?;
+                // never clobber an index.json another writer made in the meantime: link, which fails if it exists
                 let idx = root.join("index.json");
-                if !idx.exists() {
-                    write_atomic(
-                        &idx,
-                        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#,
-                    )?;
+                let mut tmp = tempfile::Builder::new()
+                    .prefix(".tmp-")
+                    .tempfile_in(root)
+                    .map_err(|e| Error::io("creating a temporary file in", root, e))?;
+                tmp.write_all(
+                    br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#,
+                )
+                .map_err(|e| Error::io("writing", tmp.path().to_path_buf(), e))?;
+                let linked = std::fs::hard_link(tmp.path(), &idx);
+                match linked {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(Error::io("creating", idx, e)),
                 }
                 write_atomic(&marker, OCI_LAYOUT_CONTENT.as_bytes())
             }
@@ -219,6 +254,9 @@ impl Store for LayoutStore {
     }
 
     async fn fetch_manifest(&self, r: ManifestRef<'_>) -> Result<Option<RawManifest>> {
+        if self.is_pending() {
+            return Ok(None);
+        }
         let desc = match r {
             ManifestRef::Tag(t) => match self.find_tag(t)? {
                 Some(d) => d,
@@ -256,6 +294,7 @@ impl Store for LayoutStore {
         if let Some(tag) = tag {
             let this = LayoutStore {
                 root: self.root.clone(),
+                pending_create: false.into(),
             };
             let tag = tag.to_string();
             tokio::task::spawn_blocking(move || this.set_tag(&desc, &tag))
@@ -266,6 +305,9 @@ impl Store for LayoutStore {
     }
 
     async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
+        if self.is_pending() {
+            return Ok(false);
+        }
         match tokio::fs::metadata(self.blob_path(digest)).await {
             Ok(m) => Ok(m.is_file()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -300,6 +342,7 @@ impl Store for LayoutStore {
         source: BlobSource,
         progress: Progress<'_>,
     ) -> Result<()> {
+        self.ensure_created()?;
         if self.blob_exists(&desc.digest).await? {
             return Ok(());
         }
@@ -361,6 +404,9 @@ impl Store for LayoutStore {
     }
 
     async fn list_tags(&self) -> Result<Vec<String>> {
+        if self.is_pending() {
+            return Ok(Vec::new());
+        }
         let idx = self.read_index()?;
         let mut tags: Vec<String> = idx
             .manifests
@@ -384,6 +430,7 @@ mod tests {
         let root = dir.path().join("layout");
         assert!(LayoutStore::open(&root, false).await.is_err());
         let store = LayoutStore::open(&root, true).await.unwrap();
+        assert!(!root.exists(), "created on the first write only");
         let data = bytes::Bytes::from_static(b"payload");
         let desc = Descriptor::new(media::OCTET_STREAM, Digest::of(&data), data.len() as u64);
         store
@@ -468,6 +515,7 @@ mod tests {
     async fn concurrent_taggers_lose_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("l");
+        std::fs::create_dir(&root).unwrap();
         LayoutStore::open(&root, true).await.unwrap();
         let mut tasks = Vec::new();
         for i in 0..16 {

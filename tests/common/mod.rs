@@ -1,4 +1,5 @@
 //! Shared test support for integration tests (`mod common;`).
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod registry;
