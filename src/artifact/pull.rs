@@ -60,6 +60,14 @@ pub async fn pull(
             });
         }
     };
+    if manifest.config.media_type == media::OCI_IMAGE_CONFIG
+        || manifest.config.media_type == media::DOCKER_IMAGE_CONFIG
+    {
+        return Err(Error::Unsupported {
+            what: pinned.to_string(),
+            reason: "this is a container image (its config is an image config), not a file artifact; use `sealpack copy` to move container images".into(),
+        });
+    }
     // check every title before touching the disk
     let mut plan = Vec::new();
     let mut names = std::collections::BTreeSet::new();

@@ -20,6 +20,10 @@ pub mod media {
     pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
     /// Docker schema 2 manifest list.
     pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    /// OCI container image config.
+    pub const OCI_IMAGE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+    /// Docker container image config.
+    pub const DOCKER_IMAGE_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
     /// The empty descriptor's media type (content `{}`).
     pub const EMPTY_JSON: &str = "application/vnd.oci.empty.v1+json";
     /// A gzip'd tar layer.
@@ -168,6 +172,7 @@ pub struct ImageIndex {
 
 /// A parsed manifest or index.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // parsed once or twice per command; boxing buys nothing
 pub enum Manifest {
     /// An image manifest (OCI or Docker).
     Image(ImageManifest),

@@ -687,8 +687,8 @@ impl RegistryStore {
             }
             chunk
         });
-        // SAFETY of lifetimes: reqwest needs a 'static body; the progress callback is only borrowed, so count into an
-        // owned channel instead.
+        // reqwest needs a 'static body but the progress callback is only borrowed: this task reads and counts,
+        // and hands the chunks to the request through a small channel (4 chunks of up to 4 MiB in flight).
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
         let body = reqwest::Body::wrap_stream(tokio_stream_from(rx));
         let auth = self.auth.lock().expect("auth lock").clone();
