@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod artifact;
+pub mod cache;
 pub mod digest;
 pub mod error;
 pub mod oci;

@@ -540,3 +540,57 @@ fn inspect_shows_files_and_annotations() {
         text.stdout
     );
 }
+
+#[test]
+fn push_to_a_new_repository_mounts_known_blobs() {
+    let reg = Registry::start(Flavor::Plain);
+    let env = Env::new();
+    random_file(&env.path().join("app.bin"), 2 << 20, 21);
+    env.sp(&[
+        "--plain-http",
+        "push",
+        "app.bin",
+        "--to",
+        &format!("{}/team/a:v1", reg.host),
+    ])
+    .run()
+    .ok();
+    reg.clear_requests();
+    let run = env
+        .sp(&[
+            "--plain-http",
+            "push",
+            "app.bin",
+            "--to",
+            &format!("{}/team/b:v1", reg.host),
+            "--json",
+        ])
+        .run();
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["layers"][0]["transfer"], "mounted", "{}", run.stdout);
+    assert_eq!(v["bytes_uploaded"], 0);
+    let reqs = reg.requests();
+    assert!(
+        reqs.iter()
+            .any(|l| l.method == "POST" && l.path.contains("mount=") && l.status == 201),
+        "{reqs:#?}"
+    );
+    assert!(
+        reqs.iter().all(|l| !l.is_blob_write()),
+        "no blob bytes sent: {reqs:#?}"
+    );
+    // and the mounted artifact pulls back intact
+    env.sp(&[
+        "--plain-http",
+        "pull",
+        &format!("{}/team/b:v1", reg.host),
+        "-o",
+        "out",
+    ])
+    .run()
+    .ok();
+    assert_eq!(
+        sha256_file(&env.path().join("out/app.bin")),
+        sha256_file(&env.path().join("app.bin"))
+    );
+}

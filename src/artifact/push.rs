@@ -46,6 +46,8 @@ pub struct PushOptions {
     pub work_dir: PathBuf,
     /// Folder for temporary packed layers (default: the system temp folder).
     pub temp_dir: Option<PathBuf>,
+    /// Remembers file digests so an unchanged file is not read again.
+    pub digest_cache: Option<crate::cache::DigestCache>,
 }
 
 /// What happened to one layer.
@@ -185,6 +187,21 @@ fn manifest_annotations(tag: &str, opts: &PushOptions) -> Result<BTreeMap<String
     Ok(a)
 }
 
+/// Hashes a file, or takes its digest from the cache when the file is unchanged since it was last hashed.
+fn hash_file(path: &Path, cache: Option<&crate::cache::DigestCache>) -> Result<(Digest, u64)> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io("reading", path, e))?;
+    let before = f.metadata().map_err(|e| Error::io("reading", path, e))?;
+    if let Some(d) = cache.and_then(|c| c.get(&before)) {
+        return Ok((d, before.len()));
+    }
+    let started = std::time::SystemTime::now();
+    let (digest, size) = digest::hash_reader(&f).map_err(|e| Error::io("reading", path, e))?;
+    if let (Some(c), Ok(after)) = (cache, std::fs::metadata(path)) {
+        c.put(&before, &after, &digest, started);
+    }
+    Ok((digest, size))
+}
+
 /// Hashes files and packs folders (on blocking threads), giving one descriptor per input path.
 async fn prepare(paths: &[PathBuf], opts: &PushOptions, tmp: &Path) -> Result<Vec<Prepared>> {
     let mut seen = BTreeSet::new();
@@ -232,12 +249,10 @@ async fn prepare(paths: &[PathBuf], opts: &PushOptions, tmp: &Path) -> Result<Ve
                 source: packed,
             });
         } else if meta.is_file() {
-            let (digest, size) = tokio::task::spawn_blocking(move || {
-                let f = std::fs::File::open(&p).map_err(|e| Error::io("reading", &p, e))?;
-                digest::hash_reader(f).map_err(|e| Error::io("reading", &p, e))
-            })
-            .await
-            .expect("hash task panicked")?;
+            let cache = opts.digest_cache.clone();
+            let (digest, size) = tokio::task::spawn_blocking(move || hash_file(&p, cache.as_ref()))
+                .await
+                .expect("hash task panicked")?;
             let mt = opts
                 .file_media_type
                 .clone()
@@ -340,36 +355,38 @@ pub async fn push(
         }
     }
 
-    // which blobs are missing? (HEADs in parallel)
+    // which blobs are missing? (HEADs in parallel); then mount or upload each, the config `{}` included
     let config = Descriptor::empty_json();
-    let mut all: Vec<&Descriptor> = vec![&config];
-    all.extend(prepared.iter().map(|p| &p.desc));
-    let present = try_join_all(all.iter().map(|d| store.blob_exists(&d.digest))).await?;
-
-    if !present[0] {
-        store
-            .put_blob(
-                &config,
-                BlobSource::Bytes(bytes::Bytes::from_static(b"{}")),
-                &crate::store::no_progress,
-            )
-            .await?;
-    }
+    let present = try_join_all(
+        std::iter::once(&config)
+            .chain(prepared.iter().map(|p| &p.desc))
+            .map(|d| store.blob_exists(&d.digest)),
+    )
+    .await?;
     let mut transfers = Vec::new();
     let mut uploaded = 0;
-    for (p, have) in prepared.iter().zip(&present[1..]) {
-        if *have {
-            transfers.push(Transfer::Present);
-            continue;
+    for (i, have) in present.iter().enumerate() {
+        let (desc, source) = match i {
+            0 => (&config, BlobSource::Bytes(bytes::Bytes::from_static(b"{}"))),
+            _ => {
+                let p = &prepared[i - 1];
+                (&p.desc, BlobSource::File(p.source.clone()))
+            }
+        };
+        let transfer = if *have {
+            Transfer::Present
+        } else if store.try_mount(desc).await? {
+            Transfer::Mounted
+        } else {
+            let bar = observer.transfer(desc.title().unwrap_or("config"), desc.size);
+            let progress = move |n: u64| bar(n);
+            store.put_blob(desc, source, &progress).await?;
+            uploaded += desc.size;
+            Transfer::Uploaded
+        };
+        if i > 0 {
+            transfers.push(transfer);
         }
-        let label = p.desc.title().unwrap_or("layer").to_string();
-        let bar = observer.transfer(&label, p.desc.size);
-        let progress = move |n: u64| bar(n);
-        store
-            .put_blob(&p.desc, BlobSource::File(p.source.clone()), &progress)
-            .await?;
-        uploaded += p.desc.size;
-        transfers.push(Transfer::Uploaded);
     }
     store.put_manifest(&raw, Some(&tag)).await?;
     drop(tmp);

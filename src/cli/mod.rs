@@ -168,12 +168,24 @@ fn client_options(g: &GlobalArgs) -> Result<ClientOptions> {
         insecure: g.insecure,
         credentials,
         no_docker_config: false,
+        cache_dir: cache_dir(),
         hosts: BTreeMap::new(),
     };
     if let Some(path) = &g.registry_config {
         output::apply_registry_config(path, &mut opts)?;
     }
     Ok(opts)
+}
+
+/// The cache folder: `SEALPACK_CACHE_DIR`, else the user's cache folder; `SEALPACK_NO_CACHE=1` disables caching.
+fn cache_dir() -> Option<PathBuf> {
+    if std::env::var_os("SEALPACK_NO_CACHE").is_some_and(|v| v == "1") {
+        return None;
+    }
+    match std::env::var_os("SEALPACK_CACHE_DIR") {
+        Some(d) if !d.is_empty() => Some(PathBuf::from(d)),
+        _ => sealpack::cache::default_dir(),
+    }
 }
 
 /// Parses the command line, runs the command, and returns the process exit code.
@@ -231,6 +243,7 @@ async fn cmd_push(ctx: &Ctx, a: PushArgs) -> Result<()> {
         work_dir: std::env::current_dir()
             .map_err(|e| Error::io("reading", "the current folder", e))?,
         temp_dir: None,
+        digest_cache: cache_dir().map(|d| sealpack::cache::DigestCache::new(&d)),
     };
     let store = store::open(&target, &ctx.store_opts, true).await?;
     let bars = output::Bars::new(ctx.quiet);

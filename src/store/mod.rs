@@ -95,6 +95,12 @@ pub trait Store: Send + Sync {
         Ok(false)
     }
 
+    /// Tries to make a blob present without uploading it, by mounting it from a repository of the same registry
+    /// that is known to hold it. `Ok(false)` when no such repository is known or the registry refused.
+    async fn try_mount(&self, _desc: &Descriptor) -> Result<bool> {
+        Ok(false)
+    }
+
     /// All tags.
     async fn list_tags(&self) -> Result<Vec<String>>;
 }

@@ -70,6 +70,8 @@ pub struct ClientOptions {
     pub credentials: Option<Credentials>,
     /// Ignore docker config (tests, hermetic CI).
     pub no_docker_config: bool,
+    /// Where to remember which repositories hold which blobs (for cross-repository mounts); `None` disables it.
+    pub cache_dir: Option<std::path::PathBuf>,
     /// Per-host settings (`--registry-config`), keyed by `HOST[:PORT]`; they replace the global TLS and
     /// plain-HTTP settings for that host.
     pub hosts: std::collections::BTreeMap<String, HostOptions>,
@@ -93,6 +95,7 @@ pub struct HostOptions {
 /// A shared HTTP client for registries: connection pool, TLS settings and credentials.
 pub struct RegistryClient {
     http: reqwest::Client,
+    locations: Option<crate::cache::LocationCache>,
     /// Clients for hosts with their own settings: (client, plain_http).
     per_host: std::collections::BTreeMap<String, (reqwest::Client, bool)>,
     opts: ClientOptions,
@@ -117,8 +120,13 @@ impl RegistryClient {
             };
             per_host.insert(host.clone(), (Self::build_http(&host_opts)?, h.plain_http));
         }
+        let locations = opts
+            .cache_dir
+            .as_deref()
+            .map(crate::cache::LocationCache::new);
         Ok(RegistryClient {
             http,
+            locations,
             per_host,
             opts,
         })
@@ -381,6 +389,12 @@ impl RegistryStore {
             push,
             auth: Mutex::new(None),
             extra_scopes: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn remember(&self, digest: &Digest) {
+        if let Some(c) = &self.client.locations {
+            c.record(&self.registry, &self.repository, digest);
         }
     }
 
@@ -872,7 +886,10 @@ impl Store for RegistryStore {
         let url = format!("{}/blobs/{digest}", self.base());
         let resp = self.send(self.req(Method::HEAD, url.clone())).await?;
         match resp.status() {
-            s if s.is_success() => Ok(true),
+            s if s.is_success() => {
+                self.remember(digest);
+                Ok(true)
+            }
             StatusCode::NOT_FOUND => Ok(false),
             _ => Err(self.status_error(&Method::HEAD, &url, resp).await),
         }
@@ -918,7 +935,21 @@ impl Store for RegistryStore {
             BlobSource::File(p) => super::file_stream(&p).await?,
             BlobSource::Stream(s) => s,
         };
-        self.upload(&location, desc, body, progress).await
+        self.upload(&location, desc, body, progress).await?;
+        self.remember(&desc.digest);
+        Ok(())
+    }
+
+    async fn try_mount(&self, desc: &Descriptor) -> Result<bool> {
+        let Some(cache) = &self.client.locations else {
+            return Ok(false);
+        };
+        for from in cache.repositories(&self.registry, &desc.digest, &self.repository) {
+            if self.mount_blob(desc, &from).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     async fn mount_blob(&self, desc: &Descriptor, from_repository: &str) -> Result<bool> {

@@ -58,6 +58,7 @@ pub fn sealpack(cwd: &Path, docker_config: &Path, args: &[&str]) -> Sealpack {
     cmd.current_dir(cwd)
         .args(args)
         .env("DOCKER_CONFIG", docker_config)
+        .env("SEALPACK_CACHE_DIR", docker_config.join("sealpack-cache"))
         .env_remove("SOURCE_DATE_EPOCH")
         .env_remove("SEALPACK_PASSWORD")
         .env_remove("COSIGN_PASSWORD");
