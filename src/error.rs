@@ -133,6 +133,20 @@ pub enum Error {
     /// An archive layer broke an extraction rule, or a folder could not be packed.
     #[error(transparent)]
     Archive(#[from] crate::artifact::archive::ArchiveError),
+    /// A key file could not be read, decrypted or used.
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+    /// A signed payload, envelope or statement from a store is malformed.
+    #[error(transparent)]
+    Format(#[from] crate::formats::FormatError),
+    /// Verification said no. Every reason found is listed, not just the first.
+    #[error("verification of {subject} denied: {}", reasons.join("; "))]
+    Denied {
+        /// The digest-pinned reference that was checked.
+        subject: String,
+        /// Each unmet condition, with what was expected and what was found.
+        reasons: Vec<String>,
+    },
     /// Content is well formed but not something this command can handle.
     #[error("{what}: {reason}")]
     Unsupported {
@@ -147,7 +161,10 @@ impl Error {
     /// The class of the error, which decides the exit code.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Reference(_) | Error::Digest(_) | Error::Usage { .. } => ErrorKind::Usage,
+            Error::Reference(_) | Error::Digest(_) | Error::Usage { .. } | Error::Key(_) => {
+                ErrorKind::Usage
+            }
+            Error::Denied { .. } | Error::Format(_) => ErrorKind::Denied,
             Error::DigestMismatch { .. }
             | Error::SizeMismatch { .. }
             | Error::Untrusted { .. }

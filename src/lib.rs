@@ -12,10 +12,14 @@ pub mod artifact;
 pub mod cache;
 pub mod digest;
 pub mod error;
+pub mod formats;
+pub mod keys;
 pub mod oci;
 pub mod provenance;
 pub mod reference;
+pub mod sign;
 pub mod store;
+pub mod verify;
 
 pub use digest::Digest;
 pub use error::{Error, ErrorKind, Result};

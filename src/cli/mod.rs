@@ -2,6 +2,7 @@
 //! This is the only part of sealpack that prints or reads the terminal.
 
 mod output;
+mod password;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use sealpack::artifact::{archive, inspect, pull, push};
 use sealpack::store::{self, ClientOptions, Credentials, RegistryClient, StoreOptions};
-use sealpack::{Error, Reference, Result};
+use sealpack::{Error, Reference, Result, keys};
 
 /// Build once, deploy the same bytes many times: push build artifacts to any OCI registry (or an OCI layout
 /// folder) content-addressed, pull them back with every digest checked.
@@ -67,6 +68,51 @@ pub enum Command {
     Resolve(RefArgs),
     /// Show a manifest: its files, sizes, annotations and attached evidence
     Inspect(RefArgs),
+    /// Create a cosign-compatible key pair: PREFIX.key (encrypted, mode 0600) and PREFIX.pub
+    Keygen(KeygenArgs),
+    /// Sign the manifest digest a reference points to (cosign's .sig format); prints REPO@sha256:...
+    Sign(SignArgs),
+    /// The gate: exit 0 only if a signature by one of the keys verifies for the exact digest
+    Verify(VerifyArgs),
+}
+
+/// `keygen` arguments.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Key type
+    #[arg(long = "type", value_name = "TYPE", default_value = "ecdsa-p256", value_parser = ["ecdsa-p256", "ed25519"])]
+    pub key_type: String,
+    /// Write PREFIX.key and PREFIX.pub (never overwritten)
+    #[arg(long, value_name = "PREFIX", default_value = "cosign")]
+    pub out: PathBuf,
+}
+
+/// `sign` arguments.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// What to sign: REPO:TAG, REPO@sha256:..., or oci:PATH:TAG (any manifest or index)
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// The private key (cosign's encrypted format; password from SEALPACK_PASSWORD, COSIGN_PASSWORD or a prompt)
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+    /// An annotation KEY=VALUE for the signed payload's `optional` section; may be repeated
+    #[arg(long = "annotation", short = 'a', value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
+    /// Accept an unencrypted private key that other users can read
+    #[arg(long)]
+    pub allow_insecure_key: bool,
+}
+
+/// `verify` arguments.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// What to verify: REPO:TAG, REPO@sha256:..., or oci:PATH:TAG
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// A trusted public key (PEM); may be repeated: a signature by any of them counts
+    #[arg(long, value_name = "PUB", required = true)]
+    pub key: Vec<PathBuf>,
 }
 
 /// `push` arguments.
@@ -217,6 +263,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Pull(a) => cmd_pull(&ctx, a).await,
         Command::Resolve(a) => cmd_resolve(&ctx, a).await,
         Command::Inspect(a) => cmd_inspect(&ctx, a).await,
+        Command::Keygen(a) => cmd_keygen(&ctx, a),
+        Command::Sign(a) => cmd_sign(&ctx, a).await,
+        Command::Verify(a) => cmd_verify(&ctx, a).await,
     }
 }
 
@@ -322,4 +371,88 @@ async fn cmd_inspect(ctx: &Ctx, a: RefArgs) -> Result<()> {
         return output::json(&report);
     }
     output::print_inspect(&report)
+}
+
+fn cmd_keygen(ctx: &Ctx, a: KeygenArgs) -> Result<()> {
+    let key_type: keys::KeyType = a
+        .key_type
+        .parse()
+        .map_err(|e: keys::KeyError| Error::usage(e.to_string()))?;
+    let key = keys::PrivateKey::generate(key_type)?;
+    let pw = password::for_new_key()?;
+    let (key_path, pub_path) = keys::write_key_pair(&a.out, &key, &pw)?;
+    if ctx.json {
+        return output::json(&serde_json::json!({
+            "private_key": key_path,
+            "public_key": pub_path,
+            "key_id": key.key_id().to_string(),
+            "type": key_type.as_str(),
+        }));
+    }
+    if !ctx.quiet {
+        output::note(&format!(
+            "private key written to {} (mode 0600); keep it secret",
+            key_path.display()
+        ));
+        output::note(&format!("key id {}", key.key_id()));
+    }
+    output::line(&pub_path.display().to_string())
+}
+
+async fn cmd_sign(ctx: &Ctx, a: SignArgs) -> Result<()> {
+    let reference = parse_ref(&a.reference)?;
+    let annotations = parse_annotations(&a.annotations)?;
+    // the key (and its password) before any network work
+    let key = keys::load_private_key_file(
+        &a.key,
+        &mut password::for_existing_key,
+        a.allow_insecure_key,
+    )?;
+    let store = store::open(&reference, &ctx.store_opts, true).await?;
+    let report = sealpack::sign::sign(store.as_ref(), &reference, &key, &annotations).await?;
+    if ctx.json {
+        return output::json(&report);
+    }
+    if !ctx.quiet {
+        output::note(&format!(
+            "{} by key {} in {} ({} signature(s) there)",
+            if report.added {
+                "signed"
+            } else {
+                "already signed"
+            },
+            &report.key_id[..12],
+            report.signature_tag,
+            report.signatures
+        ));
+    }
+    output::line(&report.reference)
+}
+
+async fn cmd_verify(ctx: &Ctx, a: VerifyArgs) -> Result<()> {
+    let reference = parse_ref(&a.reference)?;
+    let mut trusted = Vec::new();
+    for path in &a.key {
+        trusted.push(sealpack::verify::TrustedKey {
+            name: path.display().to_string(),
+            key: keys::load_public_key_file(path)?,
+        });
+    }
+    let store = store::open(&reference, &ctx.store_opts, false).await?;
+    let report = sealpack::verify::verify_signatures(store.as_ref(), &reference, &trusted).await?;
+    if ctx.json {
+        return output::json(&report);
+    }
+    if !ctx.quiet {
+        for v in &report.verified {
+            output::note(&format!(
+                "verified: signature {} of {} by {} ({})",
+                v.layer,
+                v.manifest.short(),
+                v.key,
+                &v.key_id[..12]
+            ));
+        }
+    }
+    output::line(&report.reference)
 }

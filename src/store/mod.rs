@@ -5,6 +5,7 @@
 //! leave only as checked values: manifests as [`RawManifest`] whose digest was computed from the bytes received, and
 //! blobs as [`FetchedBlob`], which can only be consumed through methods that check size and digest.
 
+pub mod evidence;
 pub mod layout;
 pub mod registry;
 
@@ -99,6 +100,21 @@ pub trait Store: Send + Sync {
     /// that is known to hold it. `Ok(false)` when no such repository is known or the registry refused.
     async fn try_mount(&self, _desc: &Descriptor) -> Result<bool> {
         Ok(false)
+    }
+
+    /// Whether the store serves the OCI 1.1 referrers API.
+    async fn supports_referrers(&self) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Manifests that name `subject` as their subject and have `artifact_type`, from the referrers API;
+    /// `Ok(None)` when the store does not serve the API (the caller relies on the tag schema).
+    async fn referrers(
+        &self,
+        _subject: &Digest,
+        _artifact_type: &str,
+    ) -> Result<Option<Vec<Descriptor>>> {
+        Ok(None)
     }
 
     /// All tags.

@@ -368,6 +368,8 @@ pub struct RegistryStore {
     auth: Mutex<Option<HeaderValue>>,
     /// Extra token scopes (e.g. pull on a mount source repository).
     extra_scopes: Mutex<Vec<String>>,
+    /// Whether the referrers API answered, once asked.
+    referrers_api: Mutex<Option<bool>>,
 }
 
 /// A request that can be rebuilt for a retry after authenticating (so it has no streaming body).
@@ -389,6 +391,7 @@ impl RegistryStore {
             push,
             auth: Mutex::new(None),
             extra_scopes: Mutex::new(Vec::new()),
+            referrers_api: Mutex::new(None),
         }
     }
 
@@ -973,6 +976,61 @@ impl Store for RegistryStore {
             // the registry opened a normal upload session instead of mounting; leave it to expire
             Some(_) => Ok(false),
         }
+    }
+
+    async fn supports_referrers(&self) -> Result<bool> {
+        if let Some(known) = *self.referrers_api.lock().expect("referrers lock") {
+            return Ok(known);
+        }
+        // any digest will do: a registry with the API answers 200 and an (empty) index
+        let probe = crate::digest::empty_json_digest();
+        Ok(self.referrers(&probe, "").await?.is_some())
+    }
+
+    async fn referrers(
+        &self,
+        subject: &Digest,
+        artifact_type: &str,
+    ) -> Result<Option<Vec<Descriptor>>> {
+        if *self.referrers_api.lock().expect("referrers lock") == Some(false) {
+            return Ok(None);
+        }
+        let mut url = format!("{}/referrers/{subject}", self.base());
+        if !artifact_type.is_empty() {
+            url.push_str(&format!("?artifactType={artifact_type}"));
+        }
+        let mut req = self.req(Method::GET, url.clone());
+        req.headers
+            .insert(ACCEPT, HeaderValue::from_static(media::OCI_INDEX));
+        let resp = self.send(req).await?;
+        if resp.status() == StatusCode::NOT_FOUND || resp.status() == StatusCode::METHOD_NOT_ALLOWED
+        {
+            *self.referrers_api.lock().expect("referrers lock") = Some(false);
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(self.status_error(&Method::GET, &url, resp).await);
+        }
+        let body = read_capped(resp, MAX_MANIFEST_BYTES).await?;
+        let raw = RawManifest::new(media::OCI_INDEX, body)?;
+        let list = match raw.parse()? {
+            crate::oci::Manifest::Index(i) => i.manifests,
+            crate::oci::Manifest::Image(_) => {
+                return Err(Error::untrusted(
+                    url,
+                    "the referrers API answered with a manifest, not an index",
+                ));
+            }
+        };
+        *self.referrers_api.lock().expect("referrers lock") = Some(true);
+        // the server may ignore the filter: apply it here too
+        Ok(Some(
+            list.into_iter()
+                .filter(|d| {
+                    artifact_type.is_empty() || d.artifact_type.as_deref() == Some(artifact_type)
+                })
+                .collect(),
+        ))
     }
 
     async fn list_tags(&self) -> Result<Vec<String>> {

@@ -1,0 +1,299 @@
+//! Evidence attached to a subject digest, stored the way cosign stores it so cosign-aware tools read it:
+//! an OCI manifest at the tag `sha256-<hex>.sig` (signatures) or `sha256-<hex>.att` (attestations) in the subject's
+//! repository, one layer per signature or envelope. Where the registry serves the OCI 1.1 referrers API, the same
+//! manifest also carries `subject` and `artifactType`, and reading also asks the API.
+//!
+//! Appending keeps every existing layer (never drops another signer's work) and adds nothing that is already
+//! there. Reading enforces caps before any blob is fetched: layer count, media type, declared size.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use super::{BlobSource, ManifestRef, Store, no_progress};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::oci::{Descriptor, ImageManifest, Manifest, RawManifest, media};
+
+/// Most layers read from one evidence manifest (cosign's own cap is far lower in practice).
+pub const MAX_EVIDENCE_LAYERS: usize = 1000;
+/// Most referrer manifests read for one subject.
+pub const MAX_REFERRERS: usize = 1000;
+
+/// What kind of evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Simple-signing signatures (`.sig`).
+    Signature,
+    /// DSSE envelopes (`.att`).
+    Attestation,
+}
+
+impl Kind {
+    /// The tag suffix.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Kind::Signature => "sig",
+            Kind::Attestation => "att",
+        }
+    }
+    /// The media type of each layer.
+    pub fn layer_media_type(self) -> &'static str {
+        match self {
+            Kind::Signature => "application/vnd.dev.cosign.simplesigning.v1+json",
+            Kind::Attestation => "application/vnd.dsse.envelope.v1+json",
+        }
+    }
+    /// The `artifactType` used for referrers (cosign's OCI 1.1 types).
+    pub fn artifact_type(self) -> &'static str {
+        match self {
+            Kind::Signature => "application/vnd.dev.cosign.artifact.sig.v1+json",
+            Kind::Attestation => "application/vnd.dev.cosign.artifact.att.v1+json",
+        }
+    }
+    /// The tag holding this kind of evidence for `subject`.
+    pub fn tag(self, subject: &Digest) -> String {
+        format!("{}.{}", subject.tag_schema_prefix(), self.suffix())
+    }
+}
+
+/// One piece of evidence read from a store: its layer descriptor (with annotations) and its checked bytes.
+#[derive(Debug, Clone)]
+pub struct EvidenceLayer {
+    /// Index in the manifest it came from.
+    pub index: usize,
+    /// The evidence manifest it came from.
+    pub manifest: Digest,
+    /// The layer descriptor.
+    pub desc: Descriptor,
+    /// The blob, checked against the descriptor.
+    pub bytes: Bytes,
+}
+
+/// The result of appending.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// The tag written.
+    pub tag: String,
+    /// The evidence manifest's digest after the append.
+    pub manifest: Digest,
+    /// False when an identical layer was already there (nothing was written).
+    pub added: bool,
+    /// Layers in the manifest now.
+    pub layers: usize,
+}
+
+fn image_config(layers: &[Descriptor]) -> Bytes {
+    // the config go-containerregistry writes for cosign's signature images
+    let diff_ids: Vec<String> = layers.iter().map(|l| l.digest.to_string()).collect();
+    let v = serde_json::json!({
+        "architecture": "",
+        "created": "0001-01-01T00:00:00Z",
+        "history": [{"created": "0001-01-01T00:00:00Z"}],
+        "os": "",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "config": {}
+    });
+    Bytes::from(serde_json::to_vec(&v).expect("config serialises"))
+}
+
+fn same_layer(a: &Descriptor, b: &Descriptor) -> bool {
+    a.digest == b.digest && a.media_type == b.media_type && a.annotations == b.annotations
+}
+
+/// Appends one evidence layer (`blob` described by `layer`, annotations included) to the evidence of `subject`,
+/// unless a layer for which `duplicate` answers true (or an identical layer) is already there. Re-reads after
+/// writing and tries again (a few times) if a concurrent writer replaced the manifest, so two signers racing on
+/// one tag both end up in it.
+pub async fn append(
+    store: &dyn Store,
+    subject: &Descriptor,
+    kind: Kind,
+    layer: Descriptor,
+    blob: Bytes,
+    duplicate: &(dyn Fn(&Descriptor) -> bool + Send + Sync),
+) -> Result<Appended> {
+    let tag = kind.tag(&subject.digest);
+    if !store.blob_exists(&layer.digest).await? {
+        store
+            .put_blob(&layer, BlobSource::Bytes(blob), &no_progress)
+            .await?;
+    }
+    let referrers = store.supports_referrers().await?;
+    for _attempt in 0..5 {
+        let current = store.fetch_manifest(ManifestRef::Tag(&tag)).await?;
+        let mut layers = match &current {
+            Some(raw) => match raw.parse()? {
+                Manifest::Image(m) => m.layers,
+                Manifest::Index(_) => {
+                    return Err(Error::untrusted(
+                        format!("{}:{tag}", store.name()),
+                        "the evidence tag holds an index, not a manifest",
+                    ));
+                }
+            },
+            None => Vec::new(),
+        };
+        if layers.iter().any(|l| same_layer(l, &layer) || duplicate(l)) {
+            let raw = current.expect("layers came from it");
+            return Ok(Appended {
+                tag,
+                manifest: raw.digest(),
+                added: false,
+                layers: layers.len(),
+            });
+        }
+        if layers.len() >= MAX_EVIDENCE_LAYERS {
+            return Err(Error::untrusted(
+                format!("{}:{tag}", store.name()),
+                format!(
+                    "already holds {} layers, the most sealpack writes",
+                    layers.len()
+                ),
+            ));
+        }
+        layers.push(layer.clone());
+        let config_bytes = image_config(&layers);
+        let config = Descriptor::new(
+            media::OCI_IMAGE_CONFIG,
+            Digest::of(&config_bytes),
+            config_bytes.len() as u64,
+        );
+        if !store.blob_exists(&config.digest).await? {
+            store
+                .put_blob(&config, BlobSource::Bytes(config_bytes), &no_progress)
+                .await?;
+        }
+        let manifest = ImageManifest {
+            schema_version: 2,
+            media_type: Some(media::OCI_MANIFEST.into()),
+            artifact_type: referrers.then(|| kind.artifact_type().to_string()),
+            config,
+            layers,
+            subject: referrers
+                .then(|| Descriptor::new(subject.media_type.clone(), subject.digest, subject.size)),
+            annotations: None,
+        };
+        let raw = RawManifest::from_image(&manifest)?;
+        store.put_manifest(&raw, Some(&tag)).await?;
+        // lost-update check: the tag must now hold our layer
+        if let Some(now) = store.fetch_manifest(ManifestRef::Tag(&tag)).await?
+            && let Manifest::Image(m) = now.parse()?
+            && m.layers.iter().any(|l| same_layer(l, &layer))
+        {
+            return Ok(Appended {
+                tag,
+                manifest: now.digest(),
+                added: true,
+                layers: m.layers.len(),
+            });
+        }
+    }
+    Err(Error::Registry {
+        method: "PUT".into(),
+        url: format!("{}:{tag}", store.name()),
+        status: 409,
+        code: None,
+        message: "another writer kept replacing the evidence manifest; try again".into(),
+    })
+}
+
+/// Reads every evidence layer of `kind` for `subject`: from the tag schema always, and from the referrers API
+/// where served. Layers of another media type, over `max_layer_size`, or with foreign URLs are skipped and
+/// reported in the second list (so a verifier can say what it ignored); anything the store fails to deliver is
+/// an error (never "no evidence").
+pub async fn read(
+    store: &dyn Store,
+    subject: &Digest,
+    kind: Kind,
+    max_layer_size: u64,
+) -> Result<(Vec<EvidenceLayer>, Vec<String>)> {
+    let tag = kind.tag(subject);
+    let (tagged, referrers) = futures_util::future::try_join(
+        store.fetch_manifest(ManifestRef::Tag(&tag)),
+        store.referrers(subject, kind.artifact_type()),
+    )
+    .await?;
+    let mut manifests: Vec<RawManifest> = tagged.into_iter().collect();
+    if let Some(list) = referrers {
+        if list.len() > MAX_REFERRERS {
+            return Err(Error::untrusted(
+                format!("referrers of {}@{subject}", store.name()),
+                format!("more than {MAX_REFERRERS} entries"),
+            ));
+        }
+        for d in list {
+            if manifests.iter().any(|m| m.digest() == d.digest) {
+                continue;
+            }
+            if let Some(m) = store.fetch_manifest(ManifestRef::Digest(&d.digest)).await? {
+                manifests.push(m);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    let mut seen: BTreeMap<(Digest, String), ()> = BTreeMap::new();
+    for raw in manifests {
+        let m = match raw.parse()? {
+            Manifest::Image(m) => m,
+            Manifest::Index(_) => {
+                skipped.push(format!(
+                    "{} is an index, not an evidence manifest",
+                    raw.digest()
+                ));
+                continue;
+            }
+        };
+        if m.layers.len() > MAX_EVIDENCE_LAYERS {
+            return Err(Error::untrusted(
+                format!("evidence manifest {}", raw.digest()),
+                format!(
+                    "{} layers, over the cap of {MAX_EVIDENCE_LAYERS}",
+                    m.layers.len()
+                ),
+            ));
+        }
+        for (index, layer) in m.layers.into_iter().enumerate() {
+            let why = if layer.media_type != kind.layer_media_type() {
+                Some(format!("media type {}", layer.media_type))
+            } else if layer.size > max_layer_size {
+                Some(format!(
+                    "declares {} bytes, over the {max_layer_size}-byte cap",
+                    layer.size
+                ))
+            } else if layer.urls.is_some() {
+                Some("has foreign URLs".to_string())
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                skipped.push(format!(
+                    "layer {index} ({}) of {}: {why}",
+                    layer.digest,
+                    raw.digest()
+                ));
+                continue;
+            }
+            let key = (
+                layer.digest,
+                serde_json::to_string(&layer.annotations).unwrap_or_default(),
+            );
+            if seen.insert(key, ()).is_some() {
+                continue;
+            }
+            let bytes = store
+                .get_blob(&layer)
+                .await?
+                .into_bytes(max_layer_size)
+                .await?;
+            out.push(EvidenceLayer {
+                index,
+                manifest: raw.digest(),
+                desc: layer,
+                bytes,
+            });
+        }
+    }
+    Ok((out, skipped))
+}

@@ -1,0 +1,206 @@
+//! The gate: gather the evidence for one digest, check each piece (cryptography first, then its binding to the
+//! digest), and decide.
+//!
+//! A reference is resolved once; every check and the printed result use that digest. A signature layer counts only
+//! when its payload bytes verify under one of the given keys AND its `critical.image.docker-manifest-digest` is the
+//! resolved digest AND its `critical.type` is cosign's. Registry trouble while looking for evidence is an
+//! operational error, never "unsigned" and never "verified".
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::formats::simplesigning;
+use crate::keys::PublicKey;
+use crate::reference::Reference;
+use crate::store::evidence::{self, Kind};
+use crate::store::{self, Store};
+
+/// A public key the caller trusts, with the name reports use for it (its file or policy id).
+#[derive(Debug, Clone)]
+pub struct TrustedKey {
+    /// How reports name the key.
+    pub name: String,
+    /// The key.
+    pub key: PublicKey,
+}
+
+/// A signature layer that verified.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifiedSignature {
+    /// The signature manifest it came from.
+    pub manifest: Digest,
+    /// Its index in that manifest.
+    pub layer: usize,
+    /// The key that verified it (hex sha256 of its PKIX DER).
+    pub key_id: String,
+    /// The key's name.
+    pub key: String,
+    /// The payload's `optional` annotations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<serde_json::Value>,
+}
+
+/// A signature layer that did not count, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectedSignature {
+    /// The signature manifest it came from (absent for layers skipped before fetching).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Digest>,
+    /// Its index in that manifest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<usize>,
+    /// Why it did not count.
+    pub reason: String,
+}
+
+/// The outcome of checking signatures.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignatureReport {
+    /// `REPO@sha256:...` that was checked.
+    pub reference: String,
+    /// The digest everything was checked against.
+    pub digest: Digest,
+    /// Signatures that verified.
+    pub verified: Vec<VerifiedSignature>,
+    /// Signatures that did not count.
+    pub rejected: Vec<RejectedSignature>,
+    /// Distinct keys with at least one verified signature.
+    pub distinct_keys: usize,
+}
+
+/// Checks one signature layer against the keys. Returns the key index and the parsed payload, or why not.
+fn check_layer(
+    payload: &[u8],
+    signature_b64: Option<&str>,
+    keys: &[TrustedKey],
+    digest: &Digest,
+) -> std::result::Result<(usize, simplesigning::Payload), String> {
+    let b64 = signature_b64
+        .ok_or_else(|| format!("no {} annotation", simplesigning::SIGNATURE_ANNOTATION))?;
+    let sig = simplesigning::decode_signature_annotation(b64)
+        .map_err(|e| format!("bad signature encoding: {e}"))?;
+    // cryptography first, over the exact bytes fetched; nothing is parsed before a key vouches for it
+    let key_index = keys
+        .iter()
+        .position(|k| k.key.verify(payload, &sig).is_ok())
+        .ok_or_else(|| "signature does not verify under any of the given keys".to_string())?;
+    let parsed = simplesigning::parse(payload).map_err(|e| {
+        format!(
+            "signed by {} but the payload is not a valid simple-signing payload: {e}",
+            keys[key_index].name
+        )
+    })?;
+    if parsed.manifest_digest != digest.to_string() {
+        return Err(format!(
+            "signed by {} for {}, not for {digest} (a signature copied from another artifact)",
+            keys[key_index].name, parsed.manifest_digest
+        ));
+    }
+    Ok((key_index, parsed))
+}
+
+/// Checks the cosign signatures of what `reference` points at (resolved once) against `keys`. Returns the report
+/// when at least one signature verified; [`Error::Denied`] when none did, saying whether there were no signatures
+/// at all or none valid for these keys.
+pub async fn verify_signatures(
+    store: &dyn Store,
+    reference: &Reference,
+    keys: &[TrustedKey],
+) -> Result<SignatureReport> {
+    let subject = store::resolve(store, reference).await?;
+    let digest = subject.digest();
+    let report = check_signatures(store, reference, &digest, keys).await?;
+    if report.verified.is_empty() {
+        let mut reasons = Vec::new();
+        if report.rejected.is_empty() {
+            reasons.push(format!(
+                "no signatures found (looked for tag {})",
+                Kind::Signature.tag(&digest)
+            ));
+        } else {
+            reasons.push(format!(
+                "{} signature(s) found, none valid for the given key(s) [{}]",
+                report.rejected.len(),
+                keys.iter()
+                    .map(|k| format!("{} ({})", k.name, &k.key.key_id().to_string()[..12]))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            for r in &report.rejected {
+                match r.layer {
+                    Some(l) => reasons.push(format!("layer {l}: {}", r.reason)),
+                    None => reasons.push(r.reason.clone()),
+                }
+            }
+        }
+        return Err(Error::Denied {
+            subject: report.reference,
+            reasons,
+        });
+    }
+    Ok(report)
+}
+
+/// Like [`verify_signatures`] for an already resolved digest, returning the report whatever it says (policy
+/// decides thresholds).
+pub async fn check_signatures(
+    store: &dyn Store,
+    reference: &Reference,
+    digest: &Digest,
+    keys: &[TrustedKey],
+) -> Result<SignatureReport> {
+    let (layers, skipped) = evidence::read(
+        store,
+        digest,
+        Kind::Signature,
+        simplesigning::MAX_PAYLOAD_SIZE as u64,
+    )
+    .await?;
+    let mut verified = Vec::new();
+    let mut rejected: Vec<RejectedSignature> = skipped
+        .into_iter()
+        .map(|reason| RejectedSignature {
+            manifest: None,
+            layer: None,
+            reason,
+        })
+        .collect();
+    for l in layers {
+        match check_layer(
+            &l.bytes,
+            l.desc.annotation(simplesigning::SIGNATURE_ANNOTATION),
+            keys,
+            digest,
+        ) {
+            Ok((k, payload)) => verified.push(VerifiedSignature {
+                manifest: l.manifest,
+                layer: l.index,
+                key_id: keys[k].key.key_id().to_string(),
+                key: keys[k].name.clone(),
+                annotations: payload
+                    .optional
+                    .map(|o| serde_json::to_value(o).unwrap_or_default()),
+            }),
+            Err(reason) => rejected.push(RejectedSignature {
+                manifest: Some(l.manifest),
+                layer: Some(l.index),
+                reason,
+            }),
+        }
+    }
+    let distinct_keys = verified
+        .iter()
+        .map(|v| v.key_id.clone())
+        .collect::<BTreeSet<_>>()
+        .len();
+    Ok(SignatureReport {
+        reference: reference.pinned(*digest).to_string(),
+        digest: *digest,
+        verified,
+        rejected,
+        distinct_keys,
+    })
+}
