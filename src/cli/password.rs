@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 fn from_env() -> Option<Zeroizing<Vec<u8>>> {
     ["SEALPACK_PASSWORD", "COSIGN_PASSWORD"]
         .iter()
-        .find_map(|v| std::env::var_os(v))
+        .find_map(std::env::var_os)
         .map(|v| Zeroizing::new(v.into_encoded_bytes()))
 }
 
