@@ -142,7 +142,7 @@ fn signature_story_on_the_registry() {
             "Content-Type: application/vnd.oci.image.manifest.v1+json",
             "--data-binary",
         ])
-        .arg(format!("@-"))
+        .arg("@-")
         .arg(reg.url(&format!(
             "/v2/team/app/manifests/{}.sig",
             evil_digest.replace(':', "-")
