@@ -29,6 +29,15 @@ step "inspect"
 step "pull by digest into $WORK/out"
 "$SP" pull "$REF" -o "$WORK/out"
 
+step "verify before signing: denied (exit 10)"
+if "$SP" verify "$REF" --key keys.example/release.pub 2>&1; then echo "unsigned artifact verified?!" >&2; exit 1; fi
+
+step "sign with the demo key (keys.example/, password in its README)"
+SEALPACK_PASSWORD=example-only-do-not-use "$SP" sign "$REF" --key keys.example/release.key
+
+step "verify: the gate passes and prints the digest it checked"
+"$SP" verify "$REF" --key keys.example/release.pub
+
 step "compare checksums"
 (cd testdata/site && find . -type f -print0 | sort -z | xargs -0 sha256sum) > "$WORK/want.sha256"
 (cd "$WORK/out/site" && sha256sum --quiet -c "$WORK/want.sha256")

@@ -23,7 +23,7 @@ use crypto_secretbox::{Nonce, XSalsa20Poly1305};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::{KeyError, os_random};
+use super::{KeyError, malformed, os_random};
 
 pub(crate) const LABEL: &str = "ENCRYPTED SIGSTORE PRIVATE KEY";
 pub(crate) const LEGACY_LABEL: &str = "ENCRYPTED COSIGN PRIVATE KEY";
@@ -69,13 +69,6 @@ struct ScryptParams {
 struct Cipher {
     name: String,
     nonce: String,
-}
-
-fn malformed(reason: impl Into<String>) -> KeyError {
-    KeyError::MalformedKey {
-        path: None,
-        reason: reason.into(),
-    }
 }
 
 fn decode_b64(field: &str, value: &str) -> Result<Vec<u8>, KeyError> {

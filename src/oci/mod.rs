@@ -202,8 +202,18 @@ impl RawManifest {
                 ),
             ));
         }
+        // a store that does not say: take the manifest's own mediaType, else go by its shape
+        let mut media_type = media_type.into();
+        if media_type.is_empty() {
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            media_type = match v.get("mediaType").and_then(|m| m.as_str()) {
+                Some(m) => m.to_string(),
+                None if v.get("manifests").is_some() => media::OCI_INDEX.to_string(),
+                None => media::OCI_MANIFEST.to_string(),
+            };
+        }
         Ok(RawManifest {
-            media_type: media_type.into(),
+            media_type,
             digest: Digest::of(&bytes),
             bytes,
         })

@@ -245,6 +245,17 @@ pub async fn read(
                 continue;
             }
         };
+        // a referrer must name this subject (the tag-schema manifest may carry none)
+        if let Some(s) = &m.subject
+            && s.digest != *subject
+        {
+            skipped.push(format!(
+                "{} names subject {}, not {subject}",
+                raw.digest(),
+                s.digest
+            ));
+            continue;
+        }
         if m.layers.len() > MAX_EVIDENCE_LAYERS {
             return Err(Error::untrusted(
                 format!("evidence manifest {}", raw.digest()),

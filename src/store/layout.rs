@@ -267,20 +267,8 @@ impl Store for LayoutStore {
                 Descriptor::new("", *d, 0)
             }
         };
-        let mut found = self.read_manifest_blob(&desc)?;
-        if let (Some(raw), ManifestRef::Digest(_)) = (&found, r) {
-            // take the media type from the content for by-digest reads
-            let mt = serde_json::from_slice::<serde_json::Value>(raw.bytes())
-                .ok()
-                .and_then(|v| {
-                    v.get("mediaType")
-                        .and_then(|m| m.as_str())
-                        .map(str::to_string)
-                })
-                .unwrap_or_else(|| media::OCI_MANIFEST.to_string());
-            found = Some(RawManifest::new(mt, raw.bytes().clone())?);
-        }
-        Ok(found)
+        // by digest the media type is not recorded: RawManifest takes it from the content
+        self.read_manifest_blob(&desc)
     }
 
     async fn put_manifest(&self, manifest: &RawManifest, tag: Option<&str>) -> Result<()> {

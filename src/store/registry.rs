@@ -736,6 +736,17 @@ impl RegistryStore {
         Ok(())
     }
 
+    /// The next page from a `Link: <URL>; rel="next"` header (tag lists, referrers), made absolute.
+    fn next_page(&self, headers: &HeaderMap) -> Option<String> {
+        let link = headers.get("link")?.to_str().ok()?;
+        let (_, rest) = link.split_once('<')?;
+        let (target, params) = rest.split_once('>')?;
+        if !params.contains("next") {
+            return None;
+        }
+        self.absolute(target).ok().map(|u| u.to_string())
+    }
+
     fn absolute(&self, location: &str) -> Result<url::Url> {
         let base = url::Url::parse(&format!("{}://{}/", self.scheme(), self.api_host))
             .map_err(|e| Error::usage(format!("bad registry URL: {e}")))?;
@@ -997,31 +1008,46 @@ impl Store for RegistryStore {
         }
         let mut url = format!("{}/referrers/{subject}", self.base());
         if !artifact_type.is_empty() {
-            url.push_str(&format!("?artifactType={artifact_type}"));
+            // form-encoded: media types hold '+', which a server decodes as a space when sent raw
+            let encoded: String =
+                url::form_urlencoded::byte_serialize(artifact_type.as_bytes()).collect();
+            url.push_str(&format!("?artifactType={encoded}"));
         }
-        let mut req = self.req(Method::GET, url.clone());
-        req.headers
-            .insert(ACCEPT, HeaderValue::from_static(media::OCI_INDEX));
-        let resp = self.send(req).await?;
-        if resp.status() == StatusCode::NOT_FOUND || resp.status() == StatusCode::METHOD_NOT_ALLOWED
-        {
-            *self.referrers_api.lock().expect("referrers lock") = Some(false);
-            return Ok(None);
-        }
-        if !resp.status().is_success() {
-            return Err(self.status_error(&Method::GET, &url, resp).await);
-        }
-        let body = read_capped(resp, MAX_MANIFEST_BYTES).await?;
-        let raw = RawManifest::new(media::OCI_INDEX, body)?;
-        let list = match raw.parse()? {
-            crate::oci::Manifest::Index(i) => i.manifests,
-            crate::oci::Manifest::Image(_) => {
+        let mut list = Vec::new();
+        let mut next = Some(url);
+        while let Some(url) = next.take() {
+            let mut req = self.req(Method::GET, url.clone());
+            req.headers
+                .insert(ACCEPT, HeaderValue::from_static(media::OCI_INDEX));
+            let resp = self.send(req).await?;
+            if resp.status() == StatusCode::NOT_FOUND
+                || resp.status() == StatusCode::METHOD_NOT_ALLOWED
+            {
+                *self.referrers_api.lock().expect("referrers lock") = Some(false);
+                return Ok(None);
+            }
+            if !resp.status().is_success() {
+                return Err(self.status_error(&Method::GET, &url, resp).await);
+            }
+            next = self.next_page(resp.headers());
+            let body = read_capped(resp, MAX_MANIFEST_BYTES).await?;
+            let raw = RawManifest::new(media::OCI_INDEX, body)?;
+            match raw.parse()? {
+                crate::oci::Manifest::Index(i) => list.extend(i.manifests),
+                crate::oci::Manifest::Image(_) => {
+                    return Err(Error::untrusted(
+                        url,
+                        "the referrers API answered with a manifest, not an index",
+                    ));
+                }
+            }
+            if list.len() > super::evidence::MAX_REFERRERS {
                 return Err(Error::untrusted(
                     url,
-                    "the referrers API answered with a manifest, not an index",
+                    format!("more than {} referrers", super::evidence::MAX_REFERRERS),
                 ));
             }
-        };
+        }
         *self.referrers_api.lock().expect("referrers lock") = Some(true);
         // the server may ignore the filter: apply it here too
         Ok(Some(
@@ -1052,18 +1078,7 @@ impl Store for RegistryStore {
             if !resp.status().is_success() {
                 return Err(self.status_error(&Method::GET, &url, resp).await);
             }
-            // Link: </v2/name/tags/list?last=x&n=1000>; rel="next"
-            next = resp
-                .headers()
-                .get("link")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|l| {
-                    l.split_once('<')
-                        .and_then(|(_, r)| r.split_once('>'))
-                        .map(|(u, _)| u.to_string())
-                })
-                .and_then(|u| self.absolute(&u).ok())
-                .map(|u| u.to_string());
+            next = self.next_page(resp.headers());
             let body = read_capped(resp, MAX_TAGS_BODY).await?;
             let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
                 Error::untrusted(format!("tag list of {}", self.name()), e.to_string())
