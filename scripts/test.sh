@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 echo "== installing test dependencies" >&2
 bash scripts/install-test-deps.sh
 
+echo "== building the sigstore-rs interop checker (test-only, cached after the first build)" >&2
+SEALPACK_SIGSTORE_CHECK="$(CARGO_TARGET_DIR="${SEALPACK_INTEROP_TARGET:-$HOME/.cache/sealpack/interop-target}" bash scripts/build-interop.sh | tail -n 1)"
+export SEALPACK_SIGSTORE_CHECK
+
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 

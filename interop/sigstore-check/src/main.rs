@@ -116,7 +116,11 @@ fn parse_opts(args: &[String]) -> Result<Opts, Fail> {
             "--append" if inline.is_none() => o.append = true,
             "--sigstore-docker-reference" if inline.is_none() => o.sigstore_docker_reference = true,
             "--debug" if inline.is_none() => o.debug = true,
-            other => return Err(usage_err(format!("unknown argument {other:?}"))),
+            other => {
+                return Err(usage_err(format!(
+                    "usage: unknown argument {other:?} (see --help)"
+                )))
+            }
         }
     }
     Ok(o)
@@ -124,14 +128,11 @@ fn parse_opts(args: &[String]) -> Result<Opts, Fail> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = run(&args);
-    match result {
+    match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("sigstore-check: {}", f.msg.replace('\n', " "));
-            if f.msg.starts_with("usage") {
-                eprintln!("{USAGE}");
-            }
+            // exactly one line on stderr (`--help` prints the usage)
+            eprintln!("sigstore-check: {}", f.msg.replace(['\n', '\r'], " "));
             ExitCode::from(f.code)
         }
     }
@@ -260,7 +261,9 @@ async fn verify(opts: Opts) -> Result<(), Fail> {
             )));
         }
     }
-    eprintln!("subject {digest}; signature image {sig_ref}; key scheme {scheme}");
+    if opts.debug {
+        eprintln!("subject {digest}; signature image {sig_ref}; key scheme {scheme}");
+    }
 
     // Offline, key-based: no Rekor/Fulcio material, so layers are trusted only by their signature
     // (any embedded certificate/bundle is ignored). Fetch errors are logged by sigstore (--debug)
@@ -330,12 +333,17 @@ fn load_signing_key(path: &Path, password: &str) -> Result<(SigStoreKeyPair, Sig
     let pair = match SigStoreKeyPair::from_encrypted_pem(&pem, password.as_bytes()) {
         Ok(p) => p,
         Err(e) => {
-            let detail = match ECDSAKeys::from_encrypted_pem(&pem, password.as_bytes()) {
+            // sigstore reports a failed nacl/secretbox open as
+            // "Failed to encrypt the private key: aead::Error"; say what it means.
+            let why = match ECDSAKeys::from_encrypted_pem(&pem, password.as_bytes()) {
+                Err(e2) if e2.to_string().contains("aead") => {
+                    format!("wrong password (secretbox authentication failed: {e2})")
+                }
                 Err(e2) => format!("{e}; ECDSA loader: {e2}"),
                 Ok(_) => e.to_string(),
             };
             return Err(other_err(format!(
-                "cannot load private key {} (wrong password or unsupported key?): {detail}",
+                "cannot load private key {}: {why}",
                 path.display()
             )));
         }
