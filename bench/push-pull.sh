@@ -292,6 +292,10 @@ do_push() { # TOOL RUN KIND(cold|warm)
       measure oras-py "push-$kind" "$run" "$PY" "$WORK/oras_push.py" "$HOST" "$HOST/$repo:v1" "$FILE"
       check_push "$repo" 1 ;;
     sealpack)
+      # cold = no help from sealpack's caches (like the skopeo cache reset): a fresh cache folder, so the file is
+      # hashed and no cross-repository mount is known; warm pushes keep the cache of the cold push
+      if [ "$kind" = cold ]; then rm -rf "$WORK/sealpack-cache-$run"; fi
+      export SEALPACK_CACHE_DIR="$WORK/sealpack-cache-$run"
       measure sealpack "push-$kind" "$run" "$SEALPACK_BIN" --plain-http push "$FILE" --to "$HOST/$repo:v1"
       check_push "$repo" 1 ;;
   esac

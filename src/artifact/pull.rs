@@ -143,7 +143,7 @@ pub async fn pull(
             std::fs::create_dir(&unpack_dir).map_err(|e| Error::io("creating", &unpack_dir, e))?;
             let (ud, lim, gz) = (
                 unpack_dir.clone(),
-                limits.clone(),
+                *limits,
                 layer.media_type == media::LAYER_TAR_GZIP,
             );
             let p2 = packed.clone();

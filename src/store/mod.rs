@@ -248,8 +248,9 @@ impl FetchedBlob {
             .create_new(true)
             .open(path)
             .map_err(|e| Error::io("creating", path, e))?;
-        let (htx, mut hrx) = tokio::sync::mpsc::channel::<Bytes>(64);
-        let (wtx, mut wrx) = tokio::sync::mpsc::channel::<Bytes>(64);
+        // network chunks are ~400 KiB: 16 in flight per thread bounds memory at a few MiB
+        let (htx, mut hrx) = tokio::sync::mpsc::channel::<Bytes>(16);
+        let (wtx, mut wrx) = tokio::sync::mpsc::channel::<Bytes>(16);
         let hash_thread = std::thread::spawn(move || {
             let mut h = Hasher::new();
             while let Some(b) = hrx.blocking_recv() {
@@ -258,7 +259,8 @@ impl FetchedBlob {
             h
         });
         let write_thread = std::thread::spawn(move || -> std::io::Result<()> {
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+            // chunks are large already: write them as they come, no extra copy through a buffer
+            let mut w = file;
             while let Some(b) = wrx.blocking_recv() {
                 w.write_all(&b)?;
             }
