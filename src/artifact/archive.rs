@@ -819,12 +819,12 @@ fn pack_dir_level<W: Write>(
         }
         fold_buf.clear();
         fold_into(comps.last().copied().unwrap_or_default(), &mut fold_buf);
-        if let Some(level_set) = siblings.get_mut(depth) {
-            if !level_set.insert(fold_buf.clone()) {
-                return Err(ArchiveError::NameCollision {
-                    path: show(name.as_bytes()),
-                });
-            }
+        if let Some(level_set) = siblings.get_mut(depth)
+            && !level_set.insert(fold_buf.clone())
+        {
+            return Err(ArchiveError::NameCollision {
+                path: show(name.as_bytes()),
+            });
         }
 
         let ft = item.file_type();
@@ -1679,7 +1679,7 @@ mod tests {
     }
 
     fn pad(out: &mut Vec<u8>) {
-        while out.len() % 512 != 0 {
+        while !out.len().is_multiple_of(512) {
             out.push(0);
         }
     }
