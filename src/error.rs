@@ -165,6 +165,9 @@ impl Error {
                 ErrorKind::Usage
             }
             Error::Denied { .. } | Error::Format(_) => ErrorKind::Denied,
+            Error::Archive(crate::artifact::archive::ArchiveError::Io { .. }) => {
+                ErrorKind::Operational
+            }
             Error::DigestMismatch { .. }
             | Error::SizeMismatch { .. }
             | Error::Untrusted { .. }

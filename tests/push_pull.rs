@@ -594,3 +594,138 @@ fn push_to_a_new_repository_mounts_known_blobs() {
         sha256_file(&env.path().join("app.bin"))
     );
 }
+
+#[test]
+fn a_folder_that_cannot_be_packed_is_a_usage_error() {
+    let env = Env::new();
+    let site = env.path().join("site");
+    fs::create_dir(&site).unwrap();
+    fs::write(site.join("index.html"), "x").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", site.join("escape")).unwrap();
+    let r = env.sp(&["push", "site", "--to", "oci:./l:v1"]).run();
+    r.expect_code(2);
+    assert!(r.stderr.contains("escape"), "{}", r.stderr);
+    assert!(!env.path().join("l").exists(), "nothing written");
+}
+
+/// A layout whose folder layer holds a path escape (made by Python's tarfile, as an attacker would): pull
+/// refuses it (exit 10) and the output folder stays empty.
+#[test]
+fn hostile_folder_layer_is_refused_and_nothing_is_written() {
+    use sealpack::oci::{Descriptor, ImageManifest, RawManifest, annotations, media};
+    use sealpack::store::{BlobSource, Store, layout::LayoutStore, no_progress};
+    let env = Env::new();
+    let evil = env.path().join("evil.tar.gz");
+    let script = format!(
+        "import tarfile, io\nt = tarfile.open('{}', 'w:gz')\nfor name, data in [('site/ok.txt', b'ok'), ('site/../../escaped.txt', b'pwned')]:\n    i = tarfile.TarInfo(name); i.size = len(data); t.addfile(i, io.BytesIO(data))\nt.close()\n",
+        evil.display()
+    );
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let bytes = fs::read(&evil).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = LayoutStore::open(&env.path().join("l"), true)
+            .await
+            .unwrap();
+        let mut layer = Descriptor::new(
+            media::LAYER_TAR_GZIP,
+            sealpack::Digest::of(&bytes),
+            bytes.len() as u64,
+        );
+        layer.annotations = Some(
+            [
+                (annotations::TITLE, "site"),
+                (annotations::ORAS_UNPACK, "true"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        );
+        store
+            .put_blob(
+                &layer,
+                BlobSource::Bytes(bytes.clone().into()),
+                &no_progress,
+            )
+            .await
+            .unwrap();
+        let config = Descriptor::empty_json();
+        store
+            .put_blob(
+                &config,
+                BlobSource::Bytes(bytes::Bytes::from_static(b"{}")),
+                &no_progress,
+            )
+            .await
+            .unwrap();
+        let m = ImageManifest {
+            schema_version: 2,
+            media_type: Some(media::OCI_MANIFEST.into()),
+            artifact_type: Some(media::SEALPACK_ARTIFACT.into()),
+            config,
+            layers: vec![layer],
+            subject: None,
+            annotations: None,
+        };
+        store
+            .put_manifest(&RawManifest::from_image(&m).unwrap(), Some("v1"))
+            .await
+            .unwrap();
+    });
+    let r = env.sp(&["pull", "oci:./l:v1", "-o", "out"]).run();
+    r.expect_code(10);
+    assert!(r.stderr.contains("escaped.txt"), "{}", r.stderr);
+    assert!(!env.path().join("escaped.txt").exists());
+    let left: Vec<_> = fs::read_dir(env.path().join("out")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// `credHelpers` in docker's config.json: sealpack runs `docker-credential-NAME get` and uses what it answers.
+#[test]
+fn credential_helper_from_docker_config() {
+    let reg = Registry::start(Flavor::Basic);
+    let env = Env::new();
+    fs::write(env.path().join("a.txt"), "helper").unwrap();
+    let bin = env.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    let helper = bin.join("docker-credential-sealpacktest");
+    fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\necho \"$server\" >> {}/helper.log\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{}\",\"Secret\":\"{}\"}}' \"$server\"\n",
+            env.path().display(),
+            reg.username.clone().unwrap(),
+            reg.password.clone().unwrap()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(
+        env.docker.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"sealpacktest"}}}}"#, reg.host),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let target = format!("{}/private/app:v1", reg.host);
+    let r = env
+        .sp(&["--plain-http", "push", "a.txt", "--to", &target])
+        .env("PATH", &path)
+        .run();
+    r.ok();
+    let asked = fs::read_to_string(env.path().join("helper.log")).unwrap();
+    assert!(
+        asked.contains(&reg.host),
+        "the helper was asked for {}: {asked}",
+        reg.host
+    );
+}

@@ -230,6 +230,7 @@ fn a_signature_reachable_only_through_the_referrers_api_verifies() {
 fn without_the_referrers_api_signatures_use_the_plain_tag_schema() {
     let reg = FakeRegistry::start(FakeOptions {
         referrers_api: false,
+        ..FakeOptions::default()
     });
     let env = Env::new();
     env.keygen("k");

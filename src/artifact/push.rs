@@ -224,7 +224,13 @@ async fn prepare(paths: &[PathBuf], opts: &PushOptions, tmp: &Path) -> Result<Ve
                     .map_err(|e| Error::io("creating", &packed2, e))?;
                 let mut w =
                     digest::HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, f));
-                let summary = archive::pack_dir(&p, &t, &mut w)?;
+                // a folder that cannot be packed is the user's input to fix, not hostile content
+                let summary = archive::pack_dir(&p, &t, &mut w).map_err(|e| match e {
+                    archive::ArchiveError::Io { path, source } => {
+                        Error::io("packing", path, source)
+                    }
+                    other => Error::usage(format!("cannot pack {}: {other}", p.display())),
+                })?;
                 let (digest, size, inner) = w.finish();
                 inner
                     .into_inner()

@@ -48,12 +48,17 @@ pub struct FakeOptions {
     /// Serve `GET /v2/<name>/referrers/<digest>` (OCI 1.1). When false, answer it like distribution 2.8: 404
     /// `text/plain` "404 page not found".
     pub referrers_api: bool,
+    /// Require the distribution token flow: every API request needs `Authorization: Bearer <token>`, the 401
+    /// challenge names the realm `http://HOST/token`, and the token endpoint hands out tokens for these basic
+    /// credentials (user, password) only.
+    pub bearer: Option<(String, String)>,
 }
 
 impl Default for FakeOptions {
     fn default() -> Self {
         FakeOptions {
             referrers_api: true,
+            bearer: None,
         }
     }
 }
@@ -109,6 +114,10 @@ struct State {
 }
 
 struct Shared {
+    bearer: Option<(String, String)>,
+    host: String,
+    /// Scopes the token endpoint was asked for, in order.
+    token_scopes: Mutex<Vec<String>>,
     state: Mutex<State>,
     requests: Mutex<Vec<Req>>,
     referrers_api: AtomicBool,
@@ -155,11 +164,19 @@ impl HttpResponse {
 }
 
 impl FakeRegistry {
+    /// Scopes the token endpoint was asked for (bearer mode).
+    pub fn token_scopes(&self) -> Vec<String> {
+        self.shared.token_scopes.lock().unwrap().clone()
+    }
+
     /// Binds 127.0.0.1:0 and starts serving.
     pub fn start(opts: FakeOptions) -> FakeRegistry {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
+            bearer: opts.bearer.clone(),
+            host: addr.to_string(),
+            token_scopes: Mutex::new(Vec::new()),
             state: Mutex::new(State::default()),
             requests: Mutex::new(Vec::new()),
             referrers_api: AtomicBool::new(opts.referrers_api),
@@ -779,7 +796,48 @@ fn route(path: &str) -> Option<(String, Route)> {
 // ---------------------------------------------------------------------------------------------------------------
 // the registry
 
+/// The token flow of the distribution spec (token.md), when enabled.
+fn bearer_gate(shared: &Shared, req: &Request) -> Option<Response> {
+    let (user, pass) = shared.bearer.as_ref()?;
+    let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
+    if path == "/token" {
+        use base64::Engine as _;
+        let want = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        );
+        if req.header("authorization") != Some(want.as_str()) {
+            return Some(error(
+                401,
+                "UNAUTHORIZED",
+                "bad credentials for the token service",
+            ));
+        }
+        let scope = parse_query(query).remove("scope").unwrap_or_default();
+        shared.token_scopes.lock().unwrap().push(scope);
+        return Some(Response::new(200).body(
+            "application/json",
+            r#"{"token":"fake-token-1","expires_in":300}"#,
+        ));
+    }
+    if req.header("authorization") == Some("Bearer fake-token-1") {
+        return None;
+    }
+    Some(
+        error(401, "UNAUTHORIZED", "authentication required").header(
+            "WWW-Authenticate",
+            format!(
+                r#"Bearer realm="http://{}/token",service="fake-registry""#,
+                shared.host
+            ),
+        ),
+    )
+}
+
 fn handle(shared: &Shared, req: &Request) -> Response {
+    if let Some(resp) = bearer_gate(shared, req) {
+        return resp;
+    }
     let (raw_path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
     let Some(path) = path_unescape(raw_path) else {
         return go_not_found();
