@@ -90,3 +90,71 @@ pub async fn sign(
         added: appended.added,
     })
 }
+
+/// The result of `attest`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttestReport {
+    /// `REPO@sha256:...` the statement is about.
+    pub reference: String,
+    /// The subject digest.
+    pub digest: Digest,
+    /// The statement's predicate type.
+    pub predicate_type: String,
+    /// The signing key's id.
+    pub key_id: String,
+    /// The tag the attestation is stored under.
+    pub attestation_tag: String,
+    /// The attestation manifest after the append.
+    pub attestation_manifest: Digest,
+    /// Attestations in that manifest now.
+    pub attestations: usize,
+    /// False when this exact envelope was already there.
+    pub added: bool,
+}
+
+/// The layer annotation cosign puts on each attestation layer (a hint for readers; never trusted).
+pub const PREDICATE_TYPE_ANNOTATION: &str = "predicateType";
+
+/// Wraps `predicate` in an in-toto Statement v1 about `subject` (already resolved from `reference`), signs it
+/// as a DSSE envelope with `key`, and appends it to the subject's `sha256-<hex>.att` manifest.
+pub async fn attest(
+    store: &dyn Store,
+    reference: &Reference,
+    subject: &crate::oci::RawManifest,
+    key: &PrivateKey,
+    predicate_type: &str,
+    predicate: &serde_json::Value,
+) -> Result<AttestReport> {
+    use crate::formats::{dsse, intoto};
+    let digest = subject.digest();
+    let statement = intoto::build(&store.name(), &digest.hex(), predicate_type, predicate);
+    let envelope = dsse::sign(dsse::PAYLOAD_TYPE_INTOTO, &statement, key)?;
+    let mut layer = Descriptor::new(
+        dsse::MEDIA_TYPE,
+        Digest::of(&envelope),
+        envelope.len() as u64,
+    );
+    layer.annotations = Some(BTreeMap::from([(
+        PREDICATE_TYPE_ANNOTATION.to_string(),
+        predicate_type.to_string(),
+    )]));
+    let appended = evidence::append(
+        store,
+        &subject.descriptor(),
+        Kind::Attestation,
+        layer,
+        envelope.into(),
+        &|_| false,
+    )
+    .await?;
+    Ok(AttestReport {
+        reference: reference.pinned(digest).to_string(),
+        digest,
+        predicate_type: predicate_type.to_string(),
+        key_id: key.key_id().to_string(),
+        attestation_tag: appended.tag,
+        attestation_manifest: appended.manifest,
+        attestations: appended.layers,
+        added: appended.added,
+    })
+}

@@ -2,6 +2,7 @@
 //! them back safely, and describing what a manifest holds.
 
 pub mod archive;
+pub mod contents;
 pub mod inspect;
 pub mod pull;
 pub mod push;

@@ -1,6 +1,7 @@
 //! The command line: clap definitions, one handler per command, human and `--json` output, progress bars.
 //! This is the only part of sealpack that prints or reads the terminal.
 
+mod attest;
 mod output;
 mod password;
 
@@ -74,6 +75,72 @@ pub enum Command {
     Sign(SignArgs),
     /// The gate: exit 0 only if a signature by one of the keys verifies for the exact digest
     Verify(VerifyArgs),
+    /// Attach a signed in-toto attestation (DSSE): SLSA provenance, an SBOM, or any predicate
+    Attest(AttestArgs),
+    /// Exit 0 only if a statement of that exact type, signed by one of the keys, is about the exact digest
+    VerifyAttestation(VerifyAttestationArgs),
+}
+
+/// `attest` arguments.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["provenance", "sbom", "predicate"])))]
+pub struct AttestArgs {
+    /// What to attest: REPO:TAG, REPO@sha256:..., or oci:PATH:TAG
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// The private key (password from SEALPACK_PASSWORD, COSIGN_PASSWORD or a prompt)
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+    /// SLSA provenance v1 from git and the CI environment (GitHub Actions, GitLab CI, or local)
+    #[arg(long)]
+    pub provenance: bool,
+    /// An SBOM listing every file of the artifact with its sha256
+    #[arg(long)]
+    pub sbom: bool,
+    /// SBOM format
+    #[arg(long, value_name = "FORMAT", default_value = "cyclonedx", value_parser = ["cyclonedx", "spdx"], requires = "sbom")]
+    pub sbom_format: String,
+    /// A predicate JSON file (e.g. a vulnerability scan result), with --type
+    #[arg(long, value_name = "FILE", requires = "predicate_type")]
+    pub predicate: Option<PathBuf>,
+    /// The predicate type URI for --predicate (or slsaprovenance, cyclonedx, spdx, vuln)
+    #[arg(long = "type", value_name = "URI")]
+    pub predicate_type: Option<String>,
+    /// Provenance: the source as git+URL@REF (default: from CI, else the work tree's origin and ref)
+    #[arg(long, value_name = "URI")]
+    pub source_uri: Option<String>,
+    /// Provenance: the commit built (default: from CI, else git rev-parse HEAD)
+    #[arg(long, value_name = "SHA")]
+    pub commit: Option<String>,
+    /// Provenance: the builder id (default: the CI workflow, else local://HOST)
+    #[arg(long, value_name = "ID")]
+    pub builder_id: Option<String>,
+    /// Provenance: the build type URI
+    #[arg(long, value_name = "URI")]
+    pub build_type: Option<String>,
+    /// Provenance: the CI run's id
+    #[arg(long, value_name = "ID")]
+    pub invocation_id: Option<String>,
+    /// Provenance: allow a work tree with uncommitted changes (it is not the commit it claims)
+    #[arg(long)]
+    pub allow_dirty: bool,
+    /// Accept an unencrypted private key that other users can read
+    #[arg(long)]
+    pub allow_insecure_key: bool,
+}
+
+/// `verify-attestation` arguments.
+#[derive(Debug, Args)]
+pub struct VerifyAttestationArgs {
+    /// What to verify: REPO:TAG, REPO@sha256:..., or oci:PATH:TAG
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// A trusted public key (PEM); may be repeated
+    #[arg(long, value_name = "PUB", required = true)]
+    pub key: Vec<PathBuf>,
+    /// The predicate type: a URI, or slsaprovenance, cyclonedx, spdx, vuln
+    #[arg(long = "type", value_name = "URI")]
+    pub predicate_type: String,
 }
 
 /// `keygen` arguments.
@@ -266,6 +333,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Keygen(a) => cmd_keygen(&ctx, a),
         Command::Sign(a) => cmd_sign(&ctx, a).await,
         Command::Verify(a) => cmd_verify(&ctx, a).await,
+        Command::Attest(a) => attest::cmd_attest(&ctx, a).await,
+        Command::VerifyAttestation(a) => attest::cmd_verify_attestation(&ctx, a).await,
     }
 }
 
@@ -429,15 +498,22 @@ async fn cmd_sign(ctx: &Ctx, a: SignArgs) -> Result<()> {
     output::line(&report.reference)
 }
 
+/// Loads `--key PUB` files as trusted keys named by their paths.
+fn trusted_keys(paths: &[PathBuf]) -> Result<Vec<sealpack::verify::TrustedKey>> {
+    paths
+        .iter()
+        .map(|path| {
+            Ok(sealpack::verify::TrustedKey {
+                name: path.display().to_string(),
+                key: keys::load_public_key_file(path)?,
+            })
+        })
+        .collect()
+}
+
 async fn cmd_verify(ctx: &Ctx, a: VerifyArgs) -> Result<()> {
     let reference = parse_ref(&a.reference)?;
-    let mut trusted = Vec::new();
-    for path in &a.key {
-        trusted.push(sealpack::verify::TrustedKey {
-            name: path.display().to_string(),
-            key: keys::load_public_key_file(path)?,
-        });
-    }
+    let trusted = trusted_keys(&a.key)?;
     let store = store::open(&reference, &ctx.store_opts, false).await?;
     let report = sealpack::verify::verify_signatures(store.as_ref(), &reference, &trusted).await?;
     if ctx.json {

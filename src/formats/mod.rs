@@ -7,7 +7,12 @@
 //! documents from the same signed bytes (e.g. two `docker-manifest-digest` or `predicateType`
 //! keys). Signed JSON with a duplicate key at any depth is therefore rejected outright.
 
+pub mod cyclonedx;
+pub mod dsse;
+pub mod intoto;
 pub mod simplesigning;
+pub mod slsa;
+pub mod spdx;
 
 use std::cell::RefCell;
 use std::fmt;

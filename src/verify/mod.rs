@@ -204,3 +204,193 @@ pub async fn check_signatures(
         distinct_keys,
     })
 }
+
+/// An attestation that verified.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifiedAttestation {
+    /// The attestation manifest it came from.
+    pub manifest: Digest,
+    /// Its index in that manifest.
+    pub layer: usize,
+    /// The keys whose signatures over the envelope verified.
+    pub keys: Vec<String>,
+    /// Their key ids.
+    pub key_ids: Vec<String>,
+    /// The statement's predicate type.
+    pub predicate_type: String,
+    /// The whole verified statement.
+    pub statement: serde_json::Value,
+}
+
+/// The outcome of checking attestations of one predicate type.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttestationReport {
+    /// `REPO@sha256:...` that was checked.
+    pub reference: String,
+    /// The digest everything was checked against.
+    pub digest: Digest,
+    /// The predicate type asked for (aliases expanded).
+    pub predicate_type: String,
+    /// Attestations that verified, are of that type, and are about that digest.
+    pub verified: Vec<VerifiedAttestation>,
+    /// Attestations that did not count, and why.
+    pub rejected: Vec<RejectedSignature>,
+}
+
+/// Checks one envelope: signature first (over the PAE of the exact bytes), then the in-toto payload type, the
+/// statement, the predicate type and the subject binding.
+fn check_envelope(
+    bytes: &[u8],
+    keys: &[TrustedKey],
+    digest: &Digest,
+    requested: &str,
+) -> std::result::Result<
+    (
+        Vec<usize>,
+        crate::formats::intoto::Statement,
+        serde_json::Value,
+    ),
+    String,
+> {
+    use crate::formats::{dsse, intoto};
+    let envelope = dsse::parse(bytes).map_err(|e| format!("not a DSSE envelope: {e}"))?;
+    let public: Vec<PublicKey> = keys.iter().map(|k| k.key.clone()).collect();
+    let verified = dsse::verify(&envelope, &public);
+    if verified.is_empty() {
+        return Err("no signature on the envelope verifies under the given keys".into());
+    }
+    let ids: Vec<_> = verified.iter().map(|k| k.key_id()).collect();
+    let who: Vec<usize> = keys
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| ids.contains(&k.key.key_id()))
+        .map(|(i, _)| i)
+        .collect();
+    let signer = keys[who[0]].name.clone();
+    dsse::check_intoto(&envelope).map_err(|e| format!("signed by {signer}, but {e}"))?;
+    let statement = intoto::parse(&envelope.payload)
+        .map_err(|e| format!("signed by {signer}, but the statement is invalid: {e}"))?;
+    if !intoto::predicate_type_matches(&statement.predicate_type, requested) {
+        return Err(format!(
+            "signed by {signer}, predicate type {:?}, not {:?}",
+            statement.predicate_type, requested
+        ));
+    }
+    if !statement.binds(&digest.hex()) {
+        let subjects: Vec<String> = statement
+            .subject
+            .iter()
+            .map(|s| {
+                s.digest
+                    .iter()
+                    .map(|(a, h)| format!("{a}:{h}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        return Err(format!(
+            "signed by {signer}, but the statement is about {}, not {digest} (an attestation copied from another artifact)",
+            if subjects.is_empty() {
+                "nothing".to_string()
+            } else {
+                subjects.join(" ")
+            }
+        ));
+    }
+    let json = serde_json::from_slice(&envelope.payload).map_err(|e| e.to_string())?;
+    Ok((who, statement, json))
+}
+
+/// Checks the attestations of `predicate_type` (a URI or an alias: `slsaprovenance`, `cyclonedx`, `spdx`, `vuln`)
+/// for an already resolved digest, returning the report whatever it says.
+pub async fn check_attestations(
+    store: &dyn Store,
+    reference: &Reference,
+    digest: &Digest,
+    keys: &[TrustedKey],
+    predicate_type: &str,
+) -> Result<AttestationReport> {
+    use crate::formats::{dsse, intoto};
+    let requested = intoto::resolve_type_alias(predicate_type).to_string();
+    let (layers, skipped) = evidence::read(
+        store,
+        digest,
+        Kind::Attestation,
+        dsse::MAX_ENVELOPE_SIZE as u64,
+    )
+    .await?;
+    let mut verified = Vec::new();
+    let mut rejected: Vec<RejectedSignature> = skipped
+        .into_iter()
+        .map(|reason| RejectedSignature {
+            manifest: None,
+            layer: None,
+            reason,
+        })
+        .collect();
+    for l in layers {
+        match check_envelope(&l.bytes, keys, digest, &requested) {
+            Ok((who, st, json)) => verified.push(VerifiedAttestation {
+                manifest: l.manifest,
+                layer: l.index,
+                keys: who.iter().map(|&i| keys[i].name.clone()).collect(),
+                key_ids: who
+                    .iter()
+                    .map(|&i| keys[i].key.key_id().to_string())
+                    .collect(),
+                predicate_type: st.predicate_type,
+                statement: json,
+            }),
+            Err(reason) => rejected.push(RejectedSignature {
+                manifest: Some(l.manifest),
+                layer: Some(l.index),
+                reason,
+            }),
+        }
+    }
+    Ok(AttestationReport {
+        reference: reference.pinned(*digest).to_string(),
+        digest: *digest,
+        predicate_type: requested,
+        verified,
+        rejected,
+    })
+}
+
+/// Resolves `reference` once and requires at least one attestation of `predicate_type` signed by one of `keys`
+/// about exactly that digest; [`Error::Denied`] listing each unmet condition otherwise.
+pub async fn verify_attestation(
+    store: &dyn Store,
+    reference: &Reference,
+    keys: &[TrustedKey],
+    predicate_type: &str,
+) -> Result<AttestationReport> {
+    let subject = store::resolve(store, reference).await?;
+    let digest = subject.digest();
+    let report = check_attestations(store, reference, &digest, keys, predicate_type).await?;
+    if report.verified.is_empty() {
+        let mut reasons = vec![if report.rejected.is_empty() {
+            format!(
+                "no attestations found (looked for tag {})",
+                Kind::Attestation.tag(&digest)
+            )
+        } else {
+            format!(
+                "{} attestation(s) found, none a verified {} statement about this digest",
+                report.rejected.len(),
+                report.predicate_type
+            )
+        }];
+        for r in &report.rejected {
+            match r.layer {
+                Some(l) => reasons.push(format!("layer {l}: {}", r.reason)),
+                None => reasons.push(r.reason.clone()),
+            }
+        }
+        return Err(Error::Denied {
+            subject: report.reference,
+            reasons,
+        });
+    }
+    Ok(report)
+}
