@@ -38,6 +38,16 @@ SEALPACK_PASSWORD=example-only-do-not-use "$SP" sign "$REF" --key keys.example/r
 step "verify: the gate passes and prints the digest it checked"
 "$SP" verify "$REF" --key keys.example/release.pub
 
+step "attest SLSA provenance (from git, or the commit given) and a CycloneDX SBOM of every file"
+SEALPACK_PASSWORD=example-only-do-not-use "$SP" attest "$REF" --key keys.example/release.key --provenance \
+  --commit 0123456789abcdef0123456789abcdef01234567 --source-uri git+https://example.com/acme/site@refs/tags/v1.0.0
+SEALPACK_PASSWORD=example-only-do-not-use "$SP" attest "$REF" --key keys.example/release.key --sbom
+
+step "verify the attestations: the statement must be of that exact type, signed, and about this digest"
+"$SP" verify-attestation "$REF" --key keys.example/release.pub --type slsaprovenance --json \
+  | grep -E '"(gitCommit|id|uri)"' >&2
+"$SP" verify-attestation "$REF" --key keys.example/release.pub --type cyclonedx -q | tail -n 1
+
 step "compare checksums"
 (cd testdata/site && find . -type f -print0 | sort -z | xargs -0 sha256sum) > "$WORK/want.sha256"
 (cd "$WORK/out/site" && sha256sum --quiet -c "$WORK/want.sha256")
