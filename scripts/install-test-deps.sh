@@ -8,7 +8,8 @@
 #   The docker-registry package's own service/config (/etc/docker/registry/config.yml) is never used or
 #   started: tests start their own registry per test (tests/common/registry.rs, bench/push-pull.sh).
 # - A Python venv at ${SEALPACK_TEST_VENV:-$HOME/.cache/sealpack/venv} with pinned oras-py,
-#   securesystemslib, cryptography, pynacl (and their dependencies, pinned below).
+#   securesystemslib, cryptography, pynacl, jsonschema with its format checkers (and their dependencies, pinned
+#   below).
 #
 # Prints one line per tool with its version at the end; quiet otherwise (the log of a failed step is shown).
 set -euo pipefail
@@ -22,6 +23,13 @@ PY_REQUIREMENTS=(
   "securesystemslib==1.6.0"
   "cryptography==50.0.2"
   "pynacl==1.6.2"
+  # JSON Schema validation of the SBOMs sealpack writes (tests/sbom_schema.rs), with the format checkers
+  # jsonschema needs for bom-1.6's `date-time`, `iri-reference` and `uri` (its `format-nongpl` extra).
+  "jsonschema==4.26.0"
+  "referencing==0.37.0"
+  "rfc3339-validator==0.1.4"
+  "rfc3986-validator==0.1.1"
+  "rfc3987-syntax==1.1.0"
 )
 # Transitive pins, so that a new requests/urllib3/jsonschema release cannot change the tests' peers.
 PY_CONSTRAINTS='
@@ -32,10 +40,12 @@ charset-normalizer==3.5.3
 idna==3.20
 jsonschema==4.26.0
 jsonschema-specifications==2025.9.1
+lark==1.3.1
 pycparser==3.12
 referencing==0.37.0
 requests==2.34.2
 rpds-py==2026.9.1
+six==1.17.0
 typing_extensions==4.16.0
 urllib3==2.8.0
 '
@@ -77,7 +87,7 @@ fi
 want_stamp="$(printf '%s\n' "${PY_REQUIREMENTS[@]}" "$PY_CONSTRAINTS" | sha256sum | cut -c1-64)"
 stamp_file="$VENV/.sealpack-requirements.sha256"
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp_file" 2>/dev/null || true)" != "$want_stamp" ] \
-   || ! "$VENV/bin/python" -c 'import oras, securesystemslib, cryptography, nacl' >/dev/null 2>&1; then
+   || ! "$VENV/bin/python" -c 'import oras, securesystemslib, cryptography, nacl, jsonschema, referencing, rfc3339_validator, rfc3986_validator, rfc3987_syntax' >/dev/null 2>&1; then
   py=""
   for cand in python3 /usr/bin/python3; do
     if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import sys; assert sys.version_info >= (3, 9)' 2>/dev/null; then
@@ -117,6 +127,7 @@ echo "jq $(jq --version | sed 's/^jq-//')"
 "$VENV/bin/python" - "$VENV" <<'EOF'
 import sys, importlib.metadata as md
 print(f"python {sys.version.split()[0]} (venv {sys.argv[1]})")
-for d in ("oras", "securesystemslib", "cryptography", "pynacl"):
+for d in ("oras", "securesystemslib", "cryptography", "pynacl", "jsonschema", "rfc3339-validator", "rfc3986-validator",
+          "rfc3987-syntax"):
     print(f"{d} {md.version(d)}")
 EOF

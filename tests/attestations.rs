@@ -313,7 +313,7 @@ jsonschema.validators.validator_for(spdx_schema)(spdx_schema, format_checker=fc)
 print("valid")
 "#,
         bom = testdata("schemas/bom-1.6.schema.json"),
-        spdx = testdata("schemas/spdx.schema.json"),
+        spdx = testdata("schemas/spdx-2.3.schema.json"),
         jsf = testdata("schemas/jsf-0.82.schema.json"),
         spdxlic = testdata("schemas/spdx.schema.json"),
         b = bom_file.display(),

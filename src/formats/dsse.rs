@@ -8,8 +8,8 @@
 //! A signature is over the pre-authentication encoding [`pae`] of `payloadType` and the *decoded*
 //! payload bytes, never over the JSON. The order a verifier must follow:
 //!
-//! 1. [`parse`] the envelope (size cap, no duplicate keys, base64 decoding; the payload is not
-//!    parsed);
+//! 1. [`parse`] the envelope (size cap, signature cap, no repeated field, base64 decoding; the
+//!    payload is not parsed);
 //! 2. [`verify`] the signatures against the trusted keys, and stop if no key verified;
 //! 3. [`check_intoto`] that the payload type is in-toto's;
 //! 4. only then parse the payload (`intoto::parse`).
@@ -19,11 +19,14 @@
 //! calls Go's `ecdsa.VerifyASN1`). The raw `r‖s` (IEEE P1363) form used by the DSSE spec's own
 //! test vector is therefore refused, as cosign refuses it.
 
+use std::cell::RefCell;
+use std::fmt;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::{
     STANDARD, STANDARD_PAD_INDIFFERENT, URL_SAFE_PAD_INDIFFERENT,
 };
-use serde_json::{Map, Value};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::FormatError;
 use crate::keys::{KeyError, KeyId, PrivateKey, PublicKey};
@@ -117,18 +120,6 @@ fn missing(field: &str) -> FormatError {
     }
 }
 
-fn get_str<'v>(
-    object: &'v Map<String, Value>,
-    key: &str,
-    field: &str,
-) -> Result<&'v str, FormatError> {
-    object
-        .get(key)
-        .ok_or_else(|| missing(field))?
-        .as_str()
-        .ok_or_else(|| field_error(field, "is not a JSON string"))
-}
-
 /// Decodes DSSE base64: the standard or the URL-safe alphabet (DSSE `envelope.md` allows
 /// either), with or without `=` padding. One alphabet per value; no whitespace; non-zero
 /// trailing bits are refused, so each byte string has one spelling per alphabet.
@@ -156,89 +147,276 @@ pub fn decode_base64(what: &'static str, s: &str) -> Result<Vec<u8>, FormatError
 /// Parses an envelope of at most [`MAX_ENVELOPE_SIZE`] bytes. Only the envelope is read: the
 /// payload is base64-decoded but not parsed.
 ///
-/// Rejected: anything but one JSON object; a duplicate key at any depth; a missing or
-/// non-string `payloadType` (or one longer than [`MAX_PAYLOAD_TYPE_LEN`]) or `payload`; payload
-/// or `sig` that is not DSSE base64 (see [`decode_base64`]); `signatures` that is not an array of
-/// 1 to [`MAX_SIGNATURES`] objects; a signature without `sig`, with an empty one or one longer
-/// than [`MAX_SIG_LEN`]; a `keyid` that is not a string or is longer than [`MAX_KEYID_LEN`].
-/// `keyid` may be absent (read as empty), as in the DSSE spec's own example. Other fields are
-/// ignored: they are not signed, and nothing here reads them.
+/// This runs before any signature is checked, so it reads the JSON as a stream into exactly the
+/// fields it needs: unknown fields are skipped without being kept (they are not signed and
+/// nothing reads them), and the signature count is capped while reading, so an envelope of
+/// `[]`s or of a million empty signatures costs no more memory than its bytes.
+///
+/// Rejected: anything but one JSON object; `payloadType`, `payload` or `signatures` (or, in a
+/// signature, `keyid` or `sig`) twice; a missing or non-string `payloadType` (or one longer than
+/// [`MAX_PAYLOAD_TYPE_LEN`]) or `payload`; payload or `sig` that is not DSSE base64 (see
+/// [`decode_base64`]); `signatures` that is not an array of 1 to [`MAX_SIGNATURES`] objects; a
+/// signature without `sig`, with an empty one or one longer than [`MAX_SIG_LEN`]; a `keyid`
+/// that is not a string or is longer than [`MAX_KEYID_LEN`]. `keyid` may be absent (read as
+/// empty), as in the DSSE spec's own example.
 pub fn parse(bytes: &[u8]) -> Result<Envelope, FormatError> {
-    let value = super::parse_json_document(WHAT, bytes, MAX_ENVELOPE_SIZE)?;
-    let top = value
-        .as_object()
-        .ok_or_else(|| field_error("the document", "is not a JSON object"))?;
+    if bytes.len() > MAX_ENVELOPE_SIZE {
+        return Err(FormatError::TooLarge {
+            what: WHAT,
+            limit: MAX_ENVELOPE_SIZE,
+            actual: bytes.len(),
+        });
+    }
+    let state = ReadState::default();
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let raw = de
+        .deserialize_map(EnvelopeVisitor { state: &state })
+        .and_then(|raw| de.end().map(|()| raw))
+        .map_err(|e| state.into_error(&e))?;
 
-    let payload_type = get_str(top, "payloadType", "payloadType")?;
-    if payload_type.len() > MAX_PAYLOAD_TYPE_LEN {
+    if raw.payload_type.len() > MAX_PAYLOAD_TYPE_LEN {
         return Err(field_error(
             "payloadType",
             format!("is longer than {MAX_PAYLOAD_TYPE_LEN} bytes"),
         ));
     }
-    let payload = decode_base64("DSSE payload", get_str(top, "payload", "payload")?)?;
-
-    let signatures = top
-        .get("signatures")
-        .ok_or_else(|| missing("signatures"))?
-        .as_array()
-        .ok_or_else(|| field_error("signatures", "is not a JSON array"))?;
-    if signatures.is_empty() {
+    let payload = decode_base64("DSSE payload", &raw.payload)?;
+    if raw.signatures.is_empty() {
         return Err(field_error("signatures", "is empty"));
     }
-    if signatures.len() > MAX_SIGNATURES {
-        return Err(field_error(
-            "signatures",
-            format!(
-                "has {} entries, more than the limit of {MAX_SIGNATURES}",
-                signatures.len()
-            ),
-        ));
-    }
-    let mut parsed = Vec::with_capacity(signatures.len());
-    for (i, entry) in signatures.iter().enumerate() {
-        let name = format!("signatures[{i}]");
-        let entry = entry
-            .as_object()
-            .ok_or_else(|| field_error(&name, "is not a JSON object"))?;
-        let keyid = match entry.get("keyid") {
-            None => "",
-            Some(Value::String(s)) => s.as_str(),
-            Some(_) => {
-                return Err(field_error(
-                    &format!("{name}.keyid"),
-                    "is not a JSON string",
-                ));
-            }
-        };
-        if keyid.len() > MAX_KEYID_LEN {
+    let mut signatures = Vec::with_capacity(raw.signatures.len());
+    for (i, entry) in raw.signatures.into_iter().enumerate() {
+        if entry.keyid.len() > MAX_KEYID_LEN {
             return Err(field_error(
-                &format!("{name}.keyid"),
+                &format!("signatures[{i}].keyid"),
                 format!("is longer than {MAX_KEYID_LEN} bytes"),
             ));
         }
-        let sig = get_str(entry, "sig", &format!("{name}.sig"))?;
-        if sig.len() > MAX_SIG_LEN {
+        if entry.sig.len() > MAX_SIG_LEN {
             return Err(field_error(
-                &format!("{name}.sig"),
+                &format!("signatures[{i}].sig"),
                 format!("is longer than {MAX_SIG_LEN} characters"),
             ));
         }
-        let sig = decode_base64("DSSE signature", sig)?;
+        let sig = decode_base64("DSSE signature", &entry.sig)?;
         if sig.is_empty() {
-            return Err(field_error(&format!("{name}.sig"), "is empty"));
+            return Err(field_error(&format!("signatures[{i}].sig"), "is empty"));
         }
-        parsed.push(Signature {
-            keyid: keyid.to_owned(),
+        signatures.push(Signature {
+            keyid: entry.keyid,
             sig,
         });
     }
-
     Ok(Envelope {
-        payload_type: payload_type.to_owned(),
+        payload_type: raw.payload_type,
         payload,
-        signatures: parsed,
+        signatures,
     })
+}
+
+/// The envelope's fields as read, before any check of their values.
+struct RawEnvelope {
+    payload_type: String,
+    payload: String,
+    signatures: Vec<RawSignature>,
+}
+
+struct RawSignature {
+    keyid: String,
+    sig: String,
+}
+
+/// What the streaming reader knows when serde gives up: a precise error it raised itself, or
+/// the field it was reading (serde's own errors only carry a message).
+#[derive(Default)]
+struct ReadState {
+    error: RefCell<Option<FormatError>>,
+    field: RefCell<String>,
+}
+
+impl ReadState {
+    /// Records `error` and returns a serde error that stops the reader.
+    fn fail<E: de::Error>(&self, error: FormatError) -> E {
+        let message = error.to_string();
+        *self.error.borrow_mut() = Some(error);
+        E::custom(message)
+    }
+
+    fn set_field(&self, field: &str) {
+        let mut current = self.field.borrow_mut();
+        current.clear();
+        current.push_str(field);
+    }
+
+    fn into_error(self, e: &serde_json::Error) -> FormatError {
+        use serde_json::error::Category;
+        match (e.classify(), self.error.into_inner()) {
+            (Category::Data, Some(error)) => error,
+            (Category::Data, None) => {
+                let field = self.field.into_inner();
+                field_error(
+                    if field.is_empty() {
+                        "the document"
+                    } else {
+                        &field
+                    },
+                    e.to_string(),
+                )
+            }
+            _ => FormatError::Json {
+                what: WHAT,
+                reason: e.to_string(),
+            },
+        }
+    }
+}
+
+fn duplicate(key: &str, path: &str) -> FormatError {
+    FormatError::DuplicateKey {
+        what: WHAT,
+        key: key.to_owned(),
+        path: path.to_owned(),
+    }
+}
+
+struct EnvelopeVisitor<'s> {
+    state: &'s ReadState,
+}
+
+impl<'de> Visitor<'de> for EnvelopeVisitor<'_> {
+    type Value = RawEnvelope;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a DSSE envelope (a JSON object)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawEnvelope, A::Error> {
+        let state = self.state;
+        let mut payload_type: Option<String> = None;
+        let mut payload: Option<String> = None;
+        let mut signatures: Option<Vec<RawSignature>> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "payloadType" | "payload" => {
+                    let slot = if key == "payload" {
+                        &mut payload
+                    } else {
+                        &mut payload_type
+                    };
+                    if slot.is_some() {
+                        return Err(state.fail(duplicate(&key, "")));
+                    }
+                    state.set_field(&key);
+                    *slot = Some(map.next_value()?);
+                }
+                "signatures" => {
+                    if signatures.is_some() {
+                        return Err(state.fail(duplicate(&key, "")));
+                    }
+                    state.set_field("signatures");
+                    signatures = Some(map.next_value_seed(SignaturesSeed { state })?);
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            state.set_field("");
+        }
+        Ok(RawEnvelope {
+            payload_type: payload_type.ok_or_else(|| state.fail(missing("payloadType")))?,
+            payload: payload.ok_or_else(|| state.fail(missing("payload")))?,
+            signatures: signatures.ok_or_else(|| state.fail(missing("signatures")))?,
+        })
+    }
+}
+
+struct SignaturesSeed<'s> {
+    state: &'s ReadState,
+}
+
+impl<'de> DeserializeSeed<'de> for SignaturesSeed<'_> {
+    type Value = Vec<RawSignature>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SignaturesSeed<'_> {
+    type Value = Vec<RawSignature>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON array of signatures")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let state = self.state;
+        let mut out = Vec::new();
+        loop {
+            if out.len() == MAX_SIGNATURES {
+                if seq.next_element::<IgnoredAny>()?.is_some() {
+                    return Err(state.fail(field_error(
+                        "signatures",
+                        format!("has more than {MAX_SIGNATURES} entries"),
+                    )));
+                }
+                return Ok(out);
+            }
+            let path = format!("signatures[{}]", out.len());
+            state.set_field(&path);
+            match seq.next_element_seed(SignatureSeed { state, path })? {
+                Some(signature) => out.push(signature),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
+struct SignatureSeed<'s> {
+    state: &'s ReadState,
+    path: String,
+}
+
+impl<'de> DeserializeSeed<'de> for SignatureSeed<'_> {
+    type Value = RawSignature;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SignatureSeed<'_> {
+    type Value = RawSignature;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a signature (a JSON object)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawSignature, A::Error> {
+        let state = self.state;
+        let mut keyid: Option<String> = None;
+        let mut sig: Option<String> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            let slot = match key.as_str() {
+                "keyid" => &mut keyid,
+                "sig" => &mut sig,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            if slot.is_some() {
+                return Err(state.fail(duplicate(&key, &self.path)));
+            }
+            state.set_field(&format!("{}.{key}", self.path));
+            *slot = Some(map.next_value()?);
+        }
+        let sig = sig.ok_or_else(|| state.fail(missing(&format!("{}.sig", self.path))))?;
+        Ok(RawSignature {
+            keyid: keyid.unwrap_or_default(),
+            sig,
+        })
+    }
 }
 
 /// The distinct trusted keys that made a valid signature over the envelope's PAE, in the order
@@ -291,6 +469,7 @@ pub fn check_intoto(envelope: &Envelope) -> Result<(), FormatError> {
 mod tests {
     use super::*;
     use crate::keys::KeyType;
+    use serde_json::Value;
 
     macro_rules! testdata {
         ($path:literal) => {
@@ -577,6 +756,113 @@ mod tests {
         assert!(matches!(
             parse(big.as_bytes()),
             Err(FormatError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let check = |doc: &str, expected: &str| {
+            let err = parse(doc.as_bytes()).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(expected), "{doc}: {text}");
+            err
+        };
+        assert!(matches!(
+            check(
+                r#"{"payloadType":"t","payloadType":"t","payload":"","signatures":[{"sig":"AA"}]}"#,
+                "payloadType"
+            ),
+            FormatError::DuplicateKey { .. }
+        ));
+        assert!(matches!(
+            check(
+                r#"{"payloadType":"t","payload":"","signatures":[{"sig":"AA"},{"sig":"AA","keyid":"","keyid":""}]}"#,
+                "signatures[1]"
+            ),
+            FormatError::DuplicateKey { .. }
+        ));
+        assert!(matches!(
+            check(
+                r#"{"payload":"","signatures":[{"sig":"AA"}]}"#,
+                "payloadType"
+            ),
+            FormatError::MissingField { .. }
+        ));
+        assert!(matches!(
+            check(
+                r#"{"payloadType":"t","payload":"","signatures":[{"sig":"AA"},{"keyid":"k"}]}"#,
+                "signatures[1].sig"
+            ),
+            FormatError::MissingField { .. }
+        ));
+        assert!(matches!(
+            check(
+                r#"{"payloadType":7,"payload":"","signatures":[{"sig":"AA"}]}"#,
+                "payloadType"
+            ),
+            FormatError::InvalidField { .. }
+        ));
+        assert!(matches!(
+            check(
+                r#"{"payloadType":"t","payload":"","signatures":[{"sig":"AA","keyid":[]}]}"#,
+                "signatures[0].keyid"
+            ),
+            FormatError::InvalidField { .. }
+        ));
+        assert!(matches!(
+            check(
+                r#"{"payloadType":"t","payload":"","signatures":"AA"}"#,
+                "signatures"
+            ),
+            FormatError::InvalidField { .. }
+        ));
+        assert!(matches!(
+            check("[]", "the document"),
+            FormatError::InvalidField { .. }
+        ));
+        assert!(matches!(
+            check(
+                r#"{"payloadType":"t","payload":"","signatures":[{"sig":"AA"}"#,
+                "JSON"
+            ),
+            FormatError::Json { .. }
+        ));
+        assert!(matches!(
+            check(
+                r#"{"payloadType":"t","payload":"","signatures":[{"sig":"AA"}]} x"#,
+                "JSON"
+            ),
+            FormatError::Json { .. }
+        ));
+    }
+
+    #[test]
+    fn hostile_envelopes_are_refused_without_building_them() {
+        // A million signatures: refused at the 101st, not after reading them all.
+        let sigs = format!("[{}]", vec![r#"{"sig":"AA"}"#; 1_000_000].join(","));
+        let doc = format!(r#"{{"payloadType":"t","payload":"","signatures":{sigs}}}"#);
+        let err = parse(doc.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("more than 100"), "{err}");
+        // A 15 MiB unknown field of tiny values is skipped, not materialised.
+        let junk = format!("[{}]", vec!["[]"; 5_000_000].join(","));
+        // Unknown fields, even repeated ones, are skipped: nobody reads them.
+        let small = r#"{"payloadType":"t","payload":"aGk=","x":{"a":[1,{"b":null}]},"signatures":[{"sig":"AA","y":[[]],"y":1}],"x":2}"#;
+        assert!(parse(small.as_bytes()).is_ok());
+        let doc = format!(
+            r#"{{"payloadType":"t","payload":"aGk=","x":{junk},"signatures":[{{"sig":"AA"}}]}}"#
+        );
+        assert!(doc.len() > 14 << 20 && doc.len() < MAX_ENVELOPE_SIZE);
+        let started = std::time::Instant::now();
+        assert_eq!(parse(doc.as_bytes()).unwrap().payload, b"hi");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // Deep nesting is a JSON error, not a stack overflow.
+        let deep = format!(
+            r#"{{"payloadType":"t","payload":"","x":{}}}"#,
+            "[".repeat(100_000)
+        );
+        assert!(matches!(
+            parse(deep.as_bytes()),
+            Err(FormatError::Json { .. })
         ));
     }
 

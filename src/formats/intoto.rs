@@ -6,7 +6,9 @@
 //!  "predicateType":…,"predicate":{…}}
 //! ```
 //!
-//! Parse a statement only from a payload whose envelope signature was verified first.
+//! Parse a statement only from a payload whose envelope signature was verified first: [`parse`]
+//! reads the whole document into memory (up to [`MAX_STATEMENT_SIZE`] bytes) to check every key,
+//! which is fine for signed input and not meant for anyone's bytes.
 //! Predicate types are compared by exact string equality, after [`resolve_type_alias`] has
 //! expanded a short name the user typed: no prefix, case or trailing-slash matching.
 

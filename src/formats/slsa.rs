@@ -595,7 +595,8 @@ mod tests {
 
     #[test]
     fn build_refuses_facts_that_would_not_verify() {
-        let cases: Vec<(&str, fn(&mut BuildFacts))> = vec![
+        type Change = fn(&mut BuildFacts);
+        let cases: Vec<(&str, Change)> = vec![
             ("empty builder id", |f| f.builder_id.clear()),
             ("empty build type", |f| f.build_type.clear()),
             ("short commit", |f| f.commit.truncate(39)),
