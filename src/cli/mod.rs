@@ -305,7 +305,7 @@ fn cache_dir() -> Option<PathBuf> {
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let quiet = cli.global.quiet;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("cannot start the async runtime");

@@ -344,16 +344,87 @@ impl FetchedBlob {
     }
 }
 
-/// Opens a file as a stream of large chunks (few syscalls, bounded memory).
+/// Size of each read when streaming a file.
+const FILE_CHUNK: usize = 1 << 20;
+/// Chunks in flight per file stream (bounds memory at `FILE_CHUNKS * FILE_CHUNK`).
+const FILE_CHUNKS: usize = 8;
+
+/// A read buffer that goes back to its pool when the last `Bytes` pointing into it is dropped, so a stream
+/// of a large file reuses a few buffers instead of allocating (and page-faulting) a fresh one per chunk.
+struct PooledBuf {
+    buf: Vec<u8>,
+    len: usize,
+    pool: std::sync::mpsc::Sender<Vec<u8>>,
+}
+
+impl AsRef<[u8]> for PooledBuf {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for PooledBuf {
+    fn drop(&mut self) {
+        let _ = self.pool.send(std::mem::take(&mut self.buf));
+    }
+}
+
+/// Opens a file as a stream of 1 MiB chunks read by a dedicated thread into a small pool of reused buffers:
+/// one read per chunk, bounded memory, no per-chunk allocation.
 pub async fn file_stream(path: &Path) -> Result<ByteStream> {
-    let mut f = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| Error::io("opening", path, e))?;
-    f.set_max_buf_size(4 << 20);
-    Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
-        f,
-        4 << 20,
-    )))
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(FILE_CHUNKS);
+    let (pool_tx, pool_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut allocated = 0;
+        loop {
+            let mut buf = match pool_rx.try_recv() {
+                Ok(b) => b,
+                Err(_) if allocated < FILE_CHUNKS => {
+                    allocated += 1;
+                    vec![0u8; FILE_CHUNK]
+                }
+                Err(_) => match pool_rx.recv() {
+                    Ok(b) => b,
+                    Err(_) => return,
+                },
+            };
+            // fill the buffer (short reads happen), so chunks stay large
+            let mut len = 0;
+            let read = loop {
+                match file.read(&mut buf[len..]) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        len += n;
+                        if len == buf.len() {
+                            break Ok(());
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            if let Err(e) = read {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+            if len == 0 {
+                return;
+            }
+            let chunk = Bytes::from_owner(PooledBuf {
+                buf,
+                len,
+                pool: pool_tx.clone(),
+            });
+            if tx.blocking_send(Ok(chunk)).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(Box::pin(futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx)
+    })))
 }
 
 #[cfg(test)]
