@@ -4,64 +4,41 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::cli::{Run, make_tree, sealpack, sha256_file};
+use common::cli::{Run, TestEnv as Env, make_tree, sha256_file, testdata};
 use common::registry::{Flavor, Registry, python, run_tool};
 
-struct Env {
-    dir: tempfile::TempDir,
-    docker: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let docker = dir.path().join("dc");
-        fs::create_dir(&docker).unwrap();
-        Env { dir, docker }
-    }
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-    fn sp(&self, args: &[&str]) -> Run {
-        sealpack(self.path(), &self.docker, args)
-            .env("SEALPACK_PASSWORD", "pw")
-            .run()
-    }
-    fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .current_dir(self.path())
-            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
+fn git(env: &Env, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(env.path())
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 fn json(run: &Run) -> serde_json::Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
 }
 
-fn testdata(rel: &str) -> String {
-    format!("{}/testdata/{rel}", env!("CARGO_MANIFEST_DIR"))
-}
-
 #[test]
 fn provenance_story_on_the_registry() {
     let reg = Registry::start(Flavor::Plain);
     let env = Env::new();
-    env.git(&["init", "-q", "-b", "main"]);
-    env.git(&["remote", "add", "origin", "https://github.com/acme/app.git"]);
+    git(&env, &["init", "-q", "-b", "main"]);
+    git(
+        &env,
+        &["remote", "add", "origin", "https://github.com/acme/app.git"],
+    );
     fs::write(env.path().join(".gitignore"), "*.key\n*.pub\ndc/\n").unwrap();
     fs::write(env.path().join("app.txt"), "release").unwrap();
-    env.git(&["add", "."]);
-    env.git(&["commit", "-qm", "release"]);
-    env.git(&["tag", "v1.0.0"]);
-    let head = env.git(&["rev-parse", "HEAD"]);
+    git(&env, &["add", "."]);
+    git(&env, &["commit", "-qm", "release"]);
+    git(&env, &["tag", "v1.0.0"]);
+    let head = git(&env, &["rev-parse", "HEAD"]);
     env.sp(&["keygen", "--out", "builder"]).ok();
     env.sp(&["keygen", "--out", "other"]).ok();
     let target = format!("{}/acme/app:v1.0.0", reg.host);

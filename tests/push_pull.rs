@@ -4,30 +4,9 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 
-use common::cli::{make_tree, random_file, sealpack, sha256_file, tree_digests};
+use common::cli::{TestEnv as Env, make_tree, random_file, sha256_file, tree_digests};
 use common::registry::{Flavor, Registry};
-
-struct Env {
-    dir: tempfile::TempDir,
-    docker: std::path::PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let docker = dir.path().join("docker-config");
-        fs::create_dir(&docker).unwrap();
-        Env { dir, docker }
-    }
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-    fn sp(&self, args: &[&str]) -> common::cli::Sealpack {
-        sealpack(self.path(), &self.docker, args)
-    }
-}
 
 /// 64 MiB file + 300-file folder: push, pull back, byte-identical; on a registry and on a layout.
 fn round_trip(env: &Env, target: &str, extra: &[&str]) {
@@ -37,11 +16,11 @@ fn round_trip(env: &Env, target: &str, extra: &[&str]) {
     make_tree(&site, 300);
     let mut args = vec!["push", "big.bin", "site", "--to", target];
     args.extend_from_slice(extra);
-    let pushed = env.sp(&args).run().digest();
+    let pushed = env.cmd(&args).run().digest();
 
     let mut args = vec!["pull", target, "-o", "out"];
     args.extend_from_slice(extra);
-    let pulled = env.sp(&args).run();
+    let pulled = env.cmd(&args).run();
     assert_eq!(pulled.digest(), pushed);
     assert_eq!(
         sha256_file(&env.path().join("out/big.bin")),
@@ -63,7 +42,7 @@ fn round_trip(env: &Env, target: &str, extra: &[&str]) {
     // resolve agrees, by tag and by digest
     let mut args = vec!["resolve", target];
     args.extend_from_slice(extra);
-    assert_eq!(env.sp(&args).run().ok(), pushed);
+    assert_eq!(env.cmd(&args).run().ok(), pushed);
 }
 
 #[test]
@@ -91,7 +70,7 @@ fn repush_uploads_no_blob() {
     make_tree(&env.path().join("site"), 20);
     let target = format!("{}/app:v1", reg.host);
     let first = env
-        .sp(&["--plain-http", "push", "app.bin", "site", "--to", &target])
+        .cmd(&["--plain-http", "push", "app.bin", "site", "--to", &target])
         .run()
         .digest();
     assert!(
@@ -102,7 +81,7 @@ fn repush_uploads_no_blob() {
     // same content, same tag: nothing is written at all
     reg.clear_requests();
     let again = env
-        .sp(&["--plain-http", "push", "app.bin", "site", "--to", &target])
+        .cmd(&["--plain-http", "push", "app.bin", "site", "--to", &target])
         .run()
         .digest();
     assert_eq!(again, first);
@@ -117,7 +96,7 @@ fn repush_uploads_no_blob() {
     reg.clear_requests();
     let v2 = format!("{}/app:v2", reg.host);
     let run = env
-        .sp(&["--plain-http", "push", "app.bin", "site", "--to", &v2])
+        .cmd(&["--plain-http", "push", "app.bin", "site", "--to", &v2])
         .run();
     let reqs = reg.requests();
     assert!(reqs.iter().all(|l| !l.is_blob_upload()), "{reqs:#?}");
@@ -137,7 +116,7 @@ fn same_folder_same_digest_across_runs() {
     let a = env.path().join("a/site");
     make_tree(&a, 50);
     let d1 = env
-        .sp(&["push", "a/site", "--to", "oci:./l1:v1"])
+        .cmd(&["push", "a/site", "--to", "oci:./l1:v1"])
         .run()
         .digest();
     // a fresh copy made later: new mtimes, new inode order
@@ -150,7 +129,7 @@ fn same_folder_same_digest_across_runs() {
         fs::copy(a.join(rel), dest).unwrap();
     }
     let d2 = env
-        .sp(&["push", "b/site", "--to", "oci:./l2:v1"])
+        .cmd(&["push", "b/site", "--to", "oci:./l2:v1"])
         .run()
         .digest();
     assert_eq!(d1, d2);
@@ -161,7 +140,7 @@ fn reproducible_created_from_source_date_epoch() {
     let env = Env::new();
     fs::write(env.path().join("f.txt"), "x").unwrap();
     let d1 = env
-        .sp(&["push", "f.txt", "--to", "oci:./l:v1", "--json"])
+        .cmd(&["push", "f.txt", "--to", "oci:./l:v1", "--json"])
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .run();
     let v: serde_json::Value = serde_json::from_str(&d1.stdout).unwrap();
@@ -171,7 +150,7 @@ fn reproducible_created_from_source_date_epoch() {
     );
     assert_eq!(v["annotations"]["org.opencontainers.image.version"], "v1");
     let d2 = env
-        .sp(&["push", "f.txt", "--to", "oci:./l2:v1", "--json"])
+        .cmd(&["push", "f.txt", "--to", "oci:./l2:v1", "--json"])
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .run();
     let v2: serde_json::Value = serde_json::from_str(&d2.stdout).unwrap();
@@ -213,7 +192,7 @@ fn git_commit_and_source_are_recorded() {
     ]);
     let head = git(&["rev-parse", "HEAD"]);
     let run = env
-        .sp(&["push", "f.txt", "--to", "oci:./l:v1", "--json"])
+        .cmd(&["push", "f.txt", "--to", "oci:./l:v1", "--json"])
         .run();
     let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     let a = &v["annotations"];
@@ -227,7 +206,7 @@ fn git_commit_and_source_are_recorded() {
         "2024-01-02T03:04:05Z"
     );
     // --commit must be a full id
-    env.sp(&["push", "f.txt", "--to", "oci:./l:v2", "--commit", "abc"])
+    env.cmd(&["push", "f.txt", "--to", "oci:./l:v2", "--commit", "abc"])
         .run()
         .expect_code(2);
 }
@@ -240,13 +219,13 @@ fn no_clobber_and_latest_rules() {
     fs::write(env.path().join("b.txt"), "two").unwrap();
     let target = format!("{}/app:v1", reg.host);
     let first = env
-        .sp(&["--plain-http", "push", "a.txt", "--to", &target])
+        .cmd(&["--plain-http", "push", "a.txt", "--to", &target])
         .run()
         .digest();
 
     reg.clear_requests();
     let refused = env
-        .sp(&["--plain-http", "push", "b.txt", "--to", &target])
+        .cmd(&["--plain-http", "push", "b.txt", "--to", &target])
         .run();
     refused.expect_code(1);
     assert!(
@@ -261,12 +240,12 @@ fn no_clobber_and_latest_rules() {
         "a refused push writes nothing"
     );
     assert_eq!(
-        env.sp(&["--plain-http", "resolve", &target]).run().ok(),
+        env.cmd(&["--plain-http", "resolve", &target]).run().ok(),
         first
     );
 
     let moved = env
-        .sp(&[
+        .cmd(&[
             "--plain-http",
             "push",
             "b.txt",
@@ -278,17 +257,17 @@ fn no_clobber_and_latest_rules() {
         .digest();
     assert_ne!(moved, first);
     assert_eq!(
-        env.sp(&["--plain-http", "resolve", &target]).run().ok(),
+        env.cmd(&["--plain-http", "resolve", &target]).run().ok(),
         moved
     );
 
     let latest = format!("{}/app:latest", reg.host);
     let r = env
-        .sp(&["--plain-http", "push", "a.txt", "--to", &latest])
+        .cmd(&["--plain-http", "push", "a.txt", "--to", &latest])
         .run();
     r.expect_code(2);
     assert!(r.stderr.contains("latest"), "{}", r.stderr);
-    env.sp(&[
+    env.cmd(&[
         "--plain-http",
         "push",
         "a.txt",
@@ -299,7 +278,7 @@ fn no_clobber_and_latest_rules() {
     .run()
     .ok();
     let untagged = format!("{}/app", reg.host);
-    env.sp(&["--plain-http", "push", "a.txt", "--to", &untagged])
+    env.cmd(&["--plain-http", "push", "a.txt", "--to", &untagged])
         .run()
         .expect_code(2);
 }
@@ -314,14 +293,14 @@ fn basic_auth_with_docker_config_and_password_stdin() {
 
     // no credentials: a clear auth error, exit 1
     let r = env
-        .sp(&["--plain-http", "push", "a.txt", "--to", &target])
+        .cmd(&["--plain-http", "push", "a.txt", "--to", &target])
         .run();
     r.expect_code(1);
     assert!(r.stderr.contains("requires credentials"), "{}", r.stderr);
 
     // --username + --password-stdin
     let d = env
-        .sp(&[
+        .cmd(&[
             "--plain-http",
             "--username",
             &user,
@@ -337,7 +316,7 @@ fn basic_auth_with_docker_config_and_password_stdin() {
 
     // wrong password: exit 1, names the registry, never echoes the password
     let r = env
-        .sp(&[
+        .cmd(&[
             "--plain-http",
             "--username",
             &user,
@@ -363,8 +342,8 @@ fn basic_auth_with_docker_config_and_password_stdin() {
         format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.host),
     )
     .unwrap();
-    assert_eq!(env.sp(&["--plain-http", "resolve", &target]).run().ok(), d);
-    env.sp(&["--plain-http", "pull", &target, "-o", "out"])
+    assert_eq!(env.cmd(&["--plain-http", "resolve", &target]).run().ok(), d);
+    env.cmd(&["--plain-http", "pull", &target, "-o", "out"])
         .run()
         .ok();
     assert_eq!(
@@ -383,19 +362,22 @@ fn tls_with_ca_file_and_the_errors_around_it() {
     let ca = ca.to_str().unwrap();
 
     // untrusted CA: exit 1 with a hint
-    let r = env.sp(&["push", "a.txt", "--to", &target]).run();
+    let r = env.cmd(&["push", "a.txt", "--to", &target]).run();
     r.expect_code(1);
     assert!(r.stderr.contains("--ca-file"), "{}", r.stderr);
 
     let d = env
-        .sp(&["--ca-file", ca, "push", "a.txt", "--to", &target])
+        .cmd(&["--ca-file", ca, "push", "a.txt", "--to", &target])
         .run()
         .digest();
-    assert_eq!(env.sp(&["resolve", &target, "--ca-file", ca]).run().ok(), d);
-    assert_eq!(env.sp(&["resolve", &target, "--insecure"]).run().ok(), d);
+    assert_eq!(
+        env.cmd(&["resolve", &target, "--ca-file", ca]).run().ok(),
+        d
+    );
+    assert_eq!(env.cmd(&["resolve", &target, "--insecure"]).run().ok(), d);
 
     // --plain-http against a TLS registry fails cleanly
-    env.sp(&["--plain-http", "resolve", &target])
+    env.cmd(&["--plain-http", "resolve", &target])
         .run()
         .expect_code(1);
 
@@ -406,7 +388,7 @@ fn tls_with_ca_file_and_the_errors_around_it() {
     )
     .unwrap();
     assert_eq!(
-        env.sp(&["--registry-config", "reg.json", "resolve", &target])
+        env.cmd(&["--registry-config", "reg.json", "resolve", &target])
             .run()
             .ok(),
         d
@@ -419,7 +401,7 @@ fn plain_http_registry_answering_an_https_client() {
     let env = Env::new();
     fs::write(env.path().join("a.txt"), "x").unwrap();
     let r = env
-        .sp(&["push", "a.txt", "--to", &format!("{}/app:v1", reg.host)])
+        .cmd(&["push", "a.txt", "--to", &format!("{}/app:v1", reg.host)])
         .run();
     r.expect_code(1);
     assert!(r.stderr.contains("--plain-http"), "{}", r.stderr);
@@ -431,7 +413,7 @@ fn bad_input_gives_one_clear_error() {
     fs::write(env.path().join("a.txt"), "x").unwrap();
     // malformed references: usage (2)
     for bad in ["Host.io/App:v1", "host.io/app@sha256:12", "", "oci:"] {
-        let r = env.sp(&["push", "a.txt", "--to", bad]).run();
+        let r = env.cmd(&["push", "a.txt", "--to", bad]).run();
         r.expect_code(2);
         assert!(
             r.stderr.starts_with("error: invalid reference"),
@@ -440,7 +422,9 @@ fn bad_input_gives_one_clear_error() {
         );
     }
     // a missing file: named
-    let r = env.sp(&["push", "missing.bin", "--to", "oci:./l:v1"]).run();
+    let r = env
+        .cmd(&["push", "missing.bin", "--to", "oci:./l:v1"])
+        .run();
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("missing.bin"), "{}", r.stderr);
     assert!(
@@ -450,7 +434,7 @@ fn bad_input_gives_one_clear_error() {
     // unreachable registry: operational (1), names the URL
     let port = common::registry::free_port();
     let r = env
-        .sp(&[
+        .cmd(&[
             "--plain-http",
             "push",
             "a.txt",
@@ -465,10 +449,12 @@ fn bad_input_gives_one_clear_error() {
         r.stderr
     );
     // a layout that does not exist, for reading
-    env.sp(&["resolve", "oci:./nope:v1"]).run().expect_code(1);
+    env.cmd(&["resolve", "oci:./nope:v1"]).run().expect_code(1);
     // a tag that does not exist
-    env.sp(&["push", "a.txt", "--to", "oci:./l2:v1"]).run().ok();
-    let r = env.sp(&["pull", "oci:./l2:v9", "-o", "out"]).run();
+    env.cmd(&["push", "a.txt", "--to", "oci:./l2:v1"])
+        .run()
+        .ok();
+    let r = env.cmd(&["pull", "oci:./l2:v9", "-o", "out"]).run();
     r.expect_code(1);
     assert!(r.stderr.contains("not found"), "{}", r.stderr);
 }
@@ -480,7 +466,7 @@ fn corrupt_blob_in_the_registry_is_refused_and_nothing_is_written() {
     let f = env.path().join("app.bin");
     random_file(&f, 1 << 20, 3);
     let target = format!("{}/app:v1", reg.host);
-    env.sp(&["--plain-http", "push", "app.bin", "--to", &target])
+    env.cmd(&["--plain-http", "push", "app.bin", "--to", &target])
         .run()
         .ok();
 
@@ -494,7 +480,7 @@ fn corrupt_blob_in_the_registry_is_refused_and_nothing_is_written() {
 
     let out = env.path().join("out");
     let r = env
-        .sp(&["--plain-http", "pull", &target, "-o", "out"])
+        .cmd(&["--plain-http", "pull", &target, "-o", "out"])
         .run();
     r.expect_code(10);
     assert!(
@@ -517,7 +503,7 @@ fn corrupt_blob_in_the_registry_is_refused_and_nothing_is_written() {
 fn inspect_shows_files_and_annotations() {
     let env = Env::new();
     fs::write(env.path().join("a.txt"), "hello").unwrap();
-    env.sp(&[
+    env.cmd(&[
         "push",
         "a.txt",
         "--to",
@@ -527,13 +513,13 @@ fn inspect_shows_files_and_annotations() {
     ])
     .run()
     .ok();
-    let r = env.sp(&["inspect", "oci:./l:v1", "--json"]).run();
+    let r = env.cmd(&["inspect", "oci:./l:v1", "--json"]).run();
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["entries"][0]["title"], "a.txt");
     assert_eq!(v["entries"][0]["size"], 5);
     assert_eq!(v["annotations"]["com.example.team"], "web");
     assert_eq!(v["artifact_type"], "application/vnd.sealpack.artifact.v1");
-    let text = env.sp(&["inspect", "oci:./l:v1"]).run();
+    let text = env.cmd(&["inspect", "oci:./l:v1"]).run();
     assert!(
         text.stdout.contains("a.txt") && text.stdout.contains("Evidence:"),
         "{}",
@@ -546,7 +532,7 @@ fn push_to_a_new_repository_mounts_known_blobs() {
     let reg = Registry::start(Flavor::Plain);
     let env = Env::new();
     random_file(&env.path().join("app.bin"), 2 << 20, 21);
-    env.sp(&[
+    env.cmd(&[
         "--plain-http",
         "push",
         "app.bin",
@@ -557,7 +543,7 @@ fn push_to_a_new_repository_mounts_known_blobs() {
     .ok();
     reg.clear_requests();
     let run = env
-        .sp(&[
+        .cmd(&[
             "--plain-http",
             "push",
             "app.bin",
@@ -580,7 +566,7 @@ fn push_to_a_new_repository_mounts_known_blobs() {
         "no blob bytes sent: {reqs:#?}"
     );
     // and the mounted artifact pulls back intact
-    env.sp(&[
+    env.cmd(&[
         "--plain-http",
         "pull",
         &format!("{}/team/b:v1", reg.host),
@@ -602,7 +588,7 @@ fn a_folder_that_cannot_be_packed_is_a_usage_error() {
     fs::create_dir(&site).unwrap();
     fs::write(site.join("index.html"), "x").unwrap();
     std::os::unix::fs::symlink("/etc/passwd", site.join("escape")).unwrap();
-    let r = env.sp(&["push", "site", "--to", "oci:./l:v1"]).run();
+    let r = env.cmd(&["push", "site", "--to", "oci:./l:v1"]).run();
     r.expect_code(2);
     assert!(r.stderr.contains("escape"), "{}", r.stderr);
     assert!(!env.path().join("l").exists(), "nothing written");
@@ -677,7 +663,7 @@ fn hostile_folder_layer_is_refused_and_nothing_is_written() {
             .await
             .unwrap();
     });
-    let r = env.sp(&["pull", "oci:./l:v1", "-o", "out"]).run();
+    let r = env.cmd(&["pull", "oci:./l:v1", "-o", "out"]).run();
     r.expect_code(10);
     assert!(r.stderr.contains("escaped.txt"), "{}", r.stderr);
     assert!(!env.path().join("escaped.txt").exists());
@@ -718,7 +704,7 @@ fn credential_helper_from_docker_config() {
     );
     let target = format!("{}/private/app:v1", reg.host);
     let r = env
-        .sp(&["--plain-http", "push", "a.txt", "--to", &target])
+        .cmd(&["--plain-http", "push", "a.txt", "--to", &target])
         .env("PATH", &path)
         .run();
     r.ok();

@@ -5,47 +5,20 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 
-use common::cli::{Run, sealpack};
+use common::cli::TestEnv as Env;
 use common::fake_registry::{FakeOptions, FakeRegistry, OCI_INDEX, OCI_MANIFEST};
 
 const SIG_ARTIFACT_TYPE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
 /// `SIG_ARTIFACT_TYPE` as a query value (`/` and `+` escaped).
 const SIG_ARTIFACT_TYPE_QUERY: &str = "application%2Fvnd.dev.cosign.artifact.sig.v1%2Bjson";
 
-struct Env {
-    dir: tempfile::TempDir,
-    docker: std::path::PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let docker = dir.path().join("docker-config");
-        fs::create_dir(&docker).unwrap();
-        Env { dir, docker }
-    }
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-    fn sp(&self, args: &[&str]) -> Run {
-        sealpack(self.path(), &self.docker, args)
-            .env("SEALPACK_PASSWORD", "pw")
-            .run()
-    }
-    fn keygen(&self, prefix: &str) {
-        self.sp(&["keygen", "--out", prefix]).ok();
-    }
-    /// Pushes a file with `content` to `target`; returns (pinned reference, digest).
-    fn push(&self, file: &str, content: &str, target: &str) -> (String, String) {
-        fs::write(self.path().join(file), content).unwrap();
-        let pinned = self
-            .sp(&["--plain-http", "push", file, "--to", target])
-            .ok();
-        let digest = pinned.split('@').nth(1).unwrap().to_string();
-        (pinned, digest)
-    }
+/// Pushes a file with `content` to `target`; returns (pinned reference, digest).
+fn push(env: &Env, file: &str, content: &str, target: &str) -> (String, String) {
+    fs::write(env.path().join(file), content).unwrap();
+    let pinned = env.sp(&["--plain-http", "push", file, "--to", target]).ok();
+    let digest = pinned.split('@').nth(1).unwrap().to_string();
+    (pinned, digest)
 }
 
 /// `sha256-<hex>.sig` for a `sha256:<hex>` digest.
@@ -77,9 +50,9 @@ fn listed(reg: &FakeRegistry, repo: &str, digest: &str, query: &str) -> Vec<serd
 fn with_the_referrers_api_signatures_carry_their_subject_and_are_listed() {
     let reg = FakeRegistry::start(FakeOptions::default());
     let env = Env::new();
-    env.keygen("k");
+    env.keygen("k", "ecdsa-p256");
     let target = format!("{}/app:v1", reg.host);
-    let (pinned, digest) = env.push("app.txt", "release 1", &target);
+    let (pinned, digest) = push(&env, "app.txt", "release 1", &target);
     assert_eq!(
         env.sp(&["--plain-http", "sign", &target, "--key", "k.key"])
             .ok(),
@@ -152,10 +125,10 @@ fn with_the_referrers_api_signatures_carry_their_subject_and_are_listed() {
 fn a_signature_reachable_only_through_the_referrers_api_verifies() {
     let reg = FakeRegistry::start(FakeOptions::default());
     let env = Env::new();
-    env.keygen("alice");
-    env.keygen("bob");
+    env.keygen("alice", "ecdsa-p256");
+    env.keygen("bob", "ecdsa-p256");
     let target = format!("{}/team/app:v1", reg.host);
-    let (pinned, digest) = env.push("app.txt", "release 1", &target);
+    let (pinned, digest) = push(&env, "app.txt", "release 1", &target);
     env.sp(&["--plain-http", "sign", &target, "--key", "alice.key"])
         .ok();
     let tag = sig_tag(&digest);
@@ -233,9 +206,9 @@ fn without_the_referrers_api_signatures_use_the_plain_tag_schema() {
         ..FakeOptions::default()
     });
     let env = Env::new();
-    env.keygen("k");
+    env.keygen("k", "ecdsa-p256");
     let target = format!("{}/app:v1", reg.host);
-    let (pinned, digest) = env.push("app.txt", "release 1", &target);
+    let (pinned, digest) = push(&env, "app.txt", "release 1", &target);
 
     // the API answers like distribution 2.8
     let r = reg.http("GET", &format!("/v2/app/referrers/{digest}"), &[], None);
@@ -276,9 +249,9 @@ fn without_the_referrers_api_signatures_use_the_plain_tag_schema() {
 fn a_referrer_holding_a_signature_for_another_digest_is_denied() {
     let reg = FakeRegistry::start(FakeOptions::default());
     let env = Env::new();
-    env.keygen("k");
-    let (_, digest_a) = env.push("a.txt", "release A", &format!("{}/app:a", reg.host));
-    let (pinned_b, digest_b) = env.push("b.txt", "release B", &format!("{}/app:b", reg.host));
+    env.keygen("k", "ecdsa-p256");
+    let (_, digest_a) = push(&env, "a.txt", "release A", &format!("{}/app:a", reg.host));
+    let (pinned_b, digest_b) = push(&env, "b.txt", "release B", &format!("{}/app:b", reg.host));
     env.sp(&["--plain-http", "sign", &pinned_b, "--key", "k.key"])
         .ok();
 

@@ -4,39 +4,9 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 
-use common::cli::{Run, sealpack};
+use common::cli::{TestEnv as Env, sealpack, testdata};
 use common::registry::{Flavor, Registry};
-
-struct Env {
-    dir: tempfile::TempDir,
-    docker: std::path::PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let docker = dir.path().join("docker-config");
-        fs::create_dir(&docker).unwrap();
-        Env { dir, docker }
-    }
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-    fn sp(&self, args: &[&str]) -> Run {
-        sealpack(self.path(), &self.docker, args)
-            .env("SEALPACK_PASSWORD", "test-pw")
-            .run()
-    }
-    fn keygen(&self, prefix: &str, kind: &str) {
-        self.sp(&["keygen", "--type", kind, "--out", prefix]).ok();
-    }
-}
-
-fn testdata(rel: &str) -> String {
-    format!("{}/testdata/{rel}", env!("CARGO_MANIFEST_DIR"))
-}
 
 #[test]
 fn signature_story_on_the_registry() {

@@ -5,10 +5,10 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use common::cli::{Run, sealpack};
+use common::cli::TestEnv as Env;
 use common::registry::{Flavor, Registry};
 
 fn checker() -> PathBuf {
@@ -31,31 +31,6 @@ fn check(args: &[&str]) -> (i32, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.code().unwrap_or(-1), text)
-}
-
-struct Env {
-    dir: tempfile::TempDir,
-    docker: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let docker = dir.path().join("dc");
-        fs::create_dir(&docker).unwrap();
-        Env { dir, docker }
-    }
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-    fn sp(&self, args: &[&str]) -> Run {
-        sealpack(self.path(), &self.docker, args)
-            .env("SEALPACK_PASSWORD", "pw")
-            .run()
-    }
-    fn p(&self, name: &str) -> String {
-        self.path().join(name).display().to_string()
-    }
 }
 
 fn pushed(env: &Env, reg: &Registry, name: &str) -> String {

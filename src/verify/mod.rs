@@ -71,6 +71,47 @@ pub struct SignatureReport {
     pub distinct_keys: usize,
 }
 
+/// Runs `check` on every evidence layer read, splitting them into the ones that passed (with what the check
+/// returned) and the ones that did not (with why), the layers skipped while reading included.
+fn sort_evidence<T>(
+    layers: Vec<evidence::EvidenceLayer>,
+    skipped: Vec<String>,
+    check: impl Fn(&evidence::EvidenceLayer) -> std::result::Result<T, String>,
+) -> (Vec<(evidence::EvidenceLayer, T)>, Vec<RejectedSignature>) {
+    let mut passed = Vec::new();
+    let mut rejected: Vec<RejectedSignature> = skipped
+        .into_iter()
+        .map(|reason| RejectedSignature {
+            manifest: None,
+            layer: None,
+            reason,
+        })
+        .collect();
+    for l in layers {
+        match check(&l) {
+            Ok(t) => passed.push((l, t)),
+            Err(reason) => rejected.push(RejectedSignature {
+                manifest: Some(l.manifest),
+                layer: Some(l.index),
+                reason,
+            }),
+        }
+    }
+    (passed, rejected)
+}
+
+/// The denial for a subject with nothing that counted: the headline, then why each piece of evidence failed.
+fn denial(subject: String, headline: String, rejected: &[RejectedSignature]) -> Error {
+    let mut reasons = vec![headline];
+    for r in rejected {
+        match r.layer {
+            Some(l) => reasons.push(format!("layer {l}: {}", r.reason)),
+            None => reasons.push(r.reason.clone()),
+        }
+    }
+    Error::Denied { subject, reasons }
+}
+
 /// Checks one signature layer against the keys. Returns the key index and the parsed payload, or why not.
 fn check_layer(
     payload: &[u8],
@@ -114,32 +155,22 @@ pub async fn verify_signatures(
     let digest = subject.digest();
     let report = check_signatures(store, reference, &digest, keys).await?;
     if report.verified.is_empty() {
-        let mut reasons = Vec::new();
-        if report.rejected.is_empty() {
-            reasons.push(format!(
+        let headline = if report.rejected.is_empty() {
+            format!(
                 "no signatures found (looked for tag {})",
                 Kind::Signature.tag(&digest)
-            ));
+            )
         } else {
-            reasons.push(format!(
+            format!(
                 "{} signature(s) found, none valid for the given key(s) [{}]",
                 report.rejected.len(),
                 keys.iter()
                     .map(|k| format!("{} ({})", k.name, &k.key.key_id().to_string()[..12]))
                     .collect::<Vec<_>>()
                     .join(", ")
-            ));
-            for r in &report.rejected {
-                match r.layer {
-                    Some(l) => reasons.push(format!("layer {l}: {}", r.reason)),
-                    None => reasons.push(r.reason.clone()),
-                }
-            }
-        }
-        return Err(Error::Denied {
-            subject: report.reference,
-            reasons,
-        });
+            )
+        };
+        return Err(denial(report.reference, headline, &report.rejected));
     }
     Ok(report)
 }
@@ -159,38 +190,26 @@ pub async fn check_signatures(
         simplesigning::MAX_PAYLOAD_SIZE as u64,
     )
     .await?;
-    let mut verified = Vec::new();
-    let mut rejected: Vec<RejectedSignature> = skipped
-        .into_iter()
-        .map(|reason| RejectedSignature {
-            manifest: None,
-            layer: None,
-            reason,
-        })
-        .collect();
-    for l in layers {
-        match check_layer(
+    let (passed, rejected) = sort_evidence(layers, skipped, |l| {
+        check_layer(
             &l.bytes,
             l.desc.annotation(simplesigning::SIGNATURE_ANNOTATION),
             keys,
             digest,
-        ) {
-            Ok((k, payload)) => verified.push(VerifiedSignature {
-                manifest: l.manifest,
-                layer: l.index,
-                key_id: keys[k].key.key_id().to_string(),
-                key: keys[k].name.clone(),
-                annotations: payload
-                    .optional
-                    .map(|o| serde_json::to_value(o).unwrap_or_default()),
-            }),
-            Err(reason) => rejected.push(RejectedSignature {
-                manifest: Some(l.manifest),
-                layer: Some(l.index),
-                reason,
-            }),
-        }
-    }
+        )
+    });
+    let verified: Vec<VerifiedSignature> = passed
+        .into_iter()
+        .map(|(l, (k, payload))| VerifiedSignature {
+            manifest: l.manifest,
+            layer: l.index,
+            key_id: keys[k].key.key_id().to_string(),
+            key: keys[k].name.clone(),
+            annotations: payload
+                .optional
+                .map(|o| serde_json::to_value(o).unwrap_or_default()),
+        })
+        .collect();
     let distinct_keys = verified
         .iter()
         .map(|v| v.key_id.clone())
@@ -319,35 +338,23 @@ pub async fn check_attestations(
         dsse::MAX_ENVELOPE_SIZE as u64,
     )
     .await?;
-    let mut verified = Vec::new();
-    let mut rejected: Vec<RejectedSignature> = skipped
+    let (passed, rejected) = sort_evidence(layers, skipped, |l| {
+        check_envelope(&l.bytes, keys, digest, &requested)
+    });
+    let verified = passed
         .into_iter()
-        .map(|reason| RejectedSignature {
-            manifest: None,
-            layer: None,
-            reason,
+        .map(|(l, (who, st, json))| VerifiedAttestation {
+            manifest: l.manifest,
+            layer: l.index,
+            keys: who.iter().map(|&i| keys[i].name.clone()).collect(),
+            key_ids: who
+                .iter()
+                .map(|&i| keys[i].key.key_id().to_string())
+                .collect(),
+            predicate_type: st.predicate_type,
+            statement: json,
         })
         .collect();
-    for l in layers {
-        match check_envelope(&l.bytes, keys, digest, &requested) {
-            Ok((who, st, json)) => verified.push(VerifiedAttestation {
-                manifest: l.manifest,
-                layer: l.index,
-                keys: who.iter().map(|&i| keys[i].name.clone()).collect(),
-                key_ids: who
-                    .iter()
-                    .map(|&i| keys[i].key.key_id().to_string())
-                    .collect(),
-                predicate_type: st.predicate_type,
-                statement: json,
-            }),
-            Err(reason) => rejected.push(RejectedSignature {
-                manifest: Some(l.manifest),
-                layer: Some(l.index),
-                reason,
-            }),
-        }
-    }
     Ok(AttestationReport {
         reference: reference.pinned(*digest).to_string(),
         digest: *digest,
@@ -369,7 +376,7 @@ pub async fn verify_attestation(
     let digest = subject.digest();
     let report = check_attestations(store, reference, &digest, keys, predicate_type).await?;
     if report.verified.is_empty() {
-        let mut reasons = vec![if report.rejected.is_empty() {
+        let headline = if report.rejected.is_empty() {
             format!(
                 "no attestations found (looked for tag {})",
                 Kind::Attestation.tag(&digest)
@@ -380,17 +387,8 @@ pub async fn verify_attestation(
                 report.rejected.len(),
                 report.predicate_type
             )
-        }];
-        for r in &report.rejected {
-            match r.layer {
-                Some(l) => reasons.push(format!("layer {l}: {}", r.reason)),
-                None => reasons.push(r.reason.clone()),
-            }
-        }
-        return Err(Error::Denied {
-            subject: report.reference,
-            reasons,
-        });
+        };
+        return Err(denial(report.reference, headline, &report.rejected));
     }
     Ok(report)
 }

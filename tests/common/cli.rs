@@ -155,3 +155,45 @@ pub fn tree_digests(root: &Path) -> std::collections::BTreeMap<String, String> {
     }
     out
 }
+
+/// A test's working folder with its own (empty) docker config and sealpack cache.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub docker: PathBuf,
+}
+
+/// The password every test key gets (`SEALPACK_PASSWORD` in [`TestEnv::sp`]).
+pub const TEST_PASSWORD: &str = "pw";
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        let dir = tempfile::tempdir().unwrap();
+        let docker = dir.path().join("docker-config");
+        std::fs::create_dir(&docker).unwrap();
+        TestEnv { dir, docker }
+    }
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    /// A path inside the folder, as a string.
+    pub fn p(&self, name: &str) -> String {
+        self.path().join(name).display().to_string()
+    }
+    /// `sealpack ARGS` in the folder, to be adjusted (env, stdin) and run.
+    pub fn cmd(&self, args: &[&str]) -> Sealpack {
+        sealpack(self.path(), &self.docker, args)
+    }
+    /// `sealpack ARGS` run with the test key password.
+    pub fn sp(&self, args: &[&str]) -> Run {
+        self.cmd(args).env("SEALPACK_PASSWORD", TEST_PASSWORD).run()
+    }
+    /// `sealpack keygen --type KIND --out PREFIX`.
+    pub fn keygen(&self, prefix: &str, kind: &str) {
+        self.sp(&["keygen", "--type", kind, "--out", prefix]).ok();
+    }
+}
+
+/// A path under the project's testdata/.
+pub fn testdata(rel: &str) -> String {
+    format!("{}/testdata/{rel}", env!("CARGO_MANIFEST_DIR"))
+}
