@@ -318,3 +318,31 @@ fn bad_keys_are_clear_errors_and_nothing_is_pushed() {
     r.expect_code(2);
     assert_eq!(fs::read(env.path().join("dup.key")).unwrap(), before);
 }
+
+/// verify makes few requests: the manifest (resolve), the `.sig` manifest and the referrers probe together, then
+/// the payload blobs together.
+#[test]
+fn verify_makes_few_registry_requests() {
+    let reg = Registry::start(Flavor::Plain);
+    let env = Env::new();
+    env.keygen("k", "ecdsa-p256");
+    fs::write(env.path().join("a.txt"), "x").unwrap();
+    let target = format!("{}/app:v1", reg.host);
+    env.sp(&["--plain-http", "push", "a.txt", "--to", &target])
+        .ok();
+    env.sp(&["--plain-http", "sign", &target, "--key", "k.key"])
+        .ok();
+    reg.clear_requests();
+    env.sp(&["--plain-http", "verify", &target, "--key", "k.pub"])
+        .ok();
+    let reqs = reg.requests();
+    let paths: Vec<String> = reqs
+        .iter()
+        .map(|l| format!("{} {}", l.method, l.path_only()))
+        .collect();
+    assert_eq!(
+        reqs.len(),
+        4,
+        "resolve + .sig + referrers probe + 1 payload: {paths:#?}"
+    );
+}

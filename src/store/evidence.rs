@@ -231,7 +231,7 @@ pub async fn read(
             }
         }
     }
-    let mut out = Vec::new();
+    let mut wanted = Vec::new();
     let mut skipped = Vec::new();
     let mut seen: BTreeMap<(Digest, String), ()> = BTreeMap::new();
     for raw in manifests {
@@ -293,18 +293,28 @@ pub async fn read(
             if seen.insert(key, ()).is_some() {
                 continue;
             }
+            wanted.push((index, raw.digest(), layer));
+        }
+    }
+    // the blobs are fetched concurrently (in order, a few at a time): one round trip for all of them in practice
+    use futures_util::{StreamExt, TryStreamExt};
+    let out = futures_util::stream::iter(wanted.into_iter().map(
+        |(index, manifest, desc)| async move {
             let bytes = store
-                .get_blob(&layer)
+                .get_blob(&desc)
                 .await?
                 .into_bytes(max_layer_size)
                 .await?;
-            out.push(EvidenceLayer {
+            Ok::<_, Error>(EvidenceLayer {
                 index,
-                manifest: raw.digest(),
-                desc: layer,
+                manifest,
+                desc,
                 bytes,
-            });
-        }
-    }
+            })
+        },
+    ))
+    .buffered(8)
+    .try_collect()
+    .await?;
     Ok((out, skipped))
 }
