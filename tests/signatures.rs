@@ -319,8 +319,8 @@ fn bad_keys_are_clear_errors_and_nothing_is_pushed() {
     assert_eq!(fs::read(env.path().join("dup.key")).unwrap(), before);
 }
 
-/// verify makes few requests: the manifest (resolve), the `.sig` manifest and the referrers probe together, then
-/// the payload blobs together.
+/// verify makes few requests, in three rounds: the manifest (resolve); then together the `.sig` and `.att`
+/// manifests (signatures and revocations) with a referrers probe for each; then the payload blobs together.
 #[test]
 fn verify_makes_few_registry_requests() {
     let reg = Registry::start(Flavor::Plain);
@@ -344,5 +344,74 @@ fn verify_makes_few_registry_requests() {
         reqs.len(),
         4,
         "resolve + .sig + referrers probe + 1 payload: {paths:#?}"
+    );
+}
+
+#[test]
+fn a_revoked_digest_is_denied_even_with_valid_signatures() {
+    let reg = Registry::start(Flavor::Plain);
+    let env = Env::new();
+    env.keygen("release", "ecdsa-p256");
+    env.keygen("security", "ed25519");
+    env.keygen("stranger", "ecdsa-p256");
+    fs::write(env.path().join("a.txt"), "x").unwrap();
+    let target = format!("{}/app:v1", reg.host);
+    let pinned = env
+        .sp(&["--plain-http", "push", "a.txt", "--to", &target])
+        .ok();
+    env.sp(&["--plain-http", "sign", &target, "--key", "release.key"])
+        .ok();
+    // a revocation by a key the verifier does not trust changes nothing
+    env.sp(&[
+        "--plain-http",
+        "revoke",
+        &target,
+        "--key",
+        "stranger.key",
+        "--reason",
+        "not mine",
+    ])
+    .ok();
+    env.sp(&["--plain-http", "verify", &target, "--key", "release.pub"])
+        .ok();
+    // an empty reason is refused before anything is written
+    env.sp(&[
+        "--plain-http",
+        "revoke",
+        &target,
+        "--key",
+        "security.key",
+        "--reason",
+        " ",
+    ])
+    .expect_code(2);
+    assert_eq!(
+        env.sp(&[
+            "--plain-http",
+            "revoke",
+            &target,
+            "--key",
+            "security.key",
+            "--reason",
+            "CVE-2026-0001 in libfoo"
+        ])
+        .ok(),
+        pinned
+    );
+    let r = env.sp(&[
+        "--plain-http",
+        "verify",
+        &target,
+        "--key",
+        "release.pub",
+        "--key",
+        "security.pub",
+    ]);
+    r.expect_code(10);
+    assert!(
+        r.stderr
+            .contains("revoked by security.pub: CVE-2026-0001 in libfoo"),
+        "{}",
+        r.stderr
     );
 }

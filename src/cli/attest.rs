@@ -10,7 +10,9 @@ use sealpack::provenance::{BuildEnvironment, is_commit_id};
 use sealpack::store;
 use sealpack::{Error, Result, keys};
 
-use super::{AttestArgs, Ctx, VerifyAttestationArgs, output, parse_ref, password, trusted_keys};
+use super::{
+    AttestArgs, Ctx, RevokeArgs, VerifyAttestationArgs, output, parse_ref, password, trusted_keys,
+};
 
 /// Largest predicate file accepted.
 const MAX_PREDICATE_FILE: u64 = 16 << 20;
@@ -255,5 +257,46 @@ pub(super) async fn cmd_verify_attestation(ctx: &Ctx, a: VerifyAttestationArgs) 
     // the verified statement on stdout (the first one), then the pinned reference as the last line
     let first = &report.verified[0].statement;
     output::line(&serde_json::to_string_pretty(first).expect("statement serialises"))?;
+    output::line(&report.reference)
+}
+
+pub(super) async fn cmd_revoke(ctx: &Ctx, a: RevokeArgs) -> Result<()> {
+    let reference = parse_ref(&a.reference)?;
+    // the reason is checked before the key is unlocked or the registry asked
+    formats::revocation::build(
+        &sealpack::digest::empty_json_digest().to_string(),
+        &a.reason,
+        &now_rfc3339(),
+    )
+    .map_err(|e| Error::usage(e.to_string()))?;
+    let key = keys::load_private_key_file(
+        &a.key,
+        &mut password::for_existing_key,
+        a.allow_insecure_key,
+    )?;
+    let store = store::open(&reference, &ctx.store_opts, true).await?;
+    let subject = store::resolve(store.as_ref(), &reference).await?;
+    let predicate =
+        formats::revocation::build(&subject.digest().to_string(), &a.reason, &now_rfc3339())
+            .map_err(|e| Error::usage(e.to_string()))?;
+    let report = sealpack::sign::attest(
+        store.as_ref(),
+        &reference,
+        &subject,
+        &key,
+        formats::revocation::PREDICATE_TYPE,
+        &predicate,
+    )
+    .await?;
+    if ctx.json {
+        return output::json(&report);
+    }
+    if !ctx.quiet {
+        output::note(&format!(
+            "revoked by key {}: every verify that trusts this key now denies {}",
+            &report.key_id[..12],
+            report.digest
+        ));
+    }
     output::line(&report.reference)
 }

@@ -79,6 +79,25 @@ pub enum Command {
     Attest(AttestArgs),
     /// Exit 0 only if a statement of that exact type, signed by one of the keys, is about the exact digest
     VerifyAttestation(VerifyAttestationArgs),
+    /// Sign a statement that a digest must never deploy again; every verify trusting the key denies it
+    Revoke(RevokeArgs),
+}
+
+/// `revoke` arguments.
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// What to revoke: REPO:TAG, REPO@sha256:..., or oci:PATH:TAG (the digest it resolves to is revoked)
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// The private key (password from SEALPACK_PASSWORD, COSIGN_PASSWORD or a prompt)
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+    /// Why the digest must not deploy (recorded in the signed statement)
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// Accept an unencrypted private key that other users can read
+    #[arg(long)]
+    pub allow_insecure_key: bool,
 }
 
 /// `attest` arguments.
@@ -335,6 +354,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Verify(a) => cmd_verify(&ctx, a).await,
         Command::Attest(a) => attest::cmd_attest(&ctx, a).await,
         Command::VerifyAttestation(a) => attest::cmd_verify_attestation(&ctx, a).await,
+        Command::Revoke(a) => attest::cmd_revoke(&ctx, a).await,
     }
 }
 

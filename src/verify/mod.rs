@@ -153,7 +153,21 @@ pub async fn verify_signatures(
 ) -> Result<SignatureReport> {
     let subject = store::resolve(store, reference).await?;
     let digest = subject.digest();
-    let report = check_signatures(store, reference, &digest, keys).await?;
+    let (report, revoked) = futures_util::future::try_join(
+        check_signatures(store, reference, &digest, keys),
+        check_revocations(store, reference, &digest, keys),
+    )
+    .await?;
+    // a revocation by a trusted key denies before anything else, however good the signatures are
+    if !revoked.is_empty() {
+        return Err(Error::Denied {
+            subject: report.reference,
+            reasons: revoked
+                .iter()
+                .map(|r| format!("revoked by {}: {}", r.key, r.reason))
+                .collect(),
+        });
+    }
     if report.verified.is_empty() {
         let headline = if report.rejected.is_empty() {
             format!(
@@ -391,4 +405,46 @@ pub async fn verify_attestation(
         return Err(denial(report.reference, headline, &report.rejected));
     }
     Ok(report)
+}
+
+/// A verified revocation of the digest.
+#[derive(Debug, Clone, Serialize)]
+pub struct Revoked {
+    /// The key that signed it.
+    pub key: String,
+    /// Its key id.
+    pub key_id: String,
+    /// Why the digest must not deploy.
+    pub reason: String,
+    /// When it was revoked (as the statement says).
+    pub revoked_at: String,
+}
+
+/// Revocation statements about `digest` signed by one of `keys` (verified like any attestation; a statement
+/// whose predicate does not parse or names another digest does not count).
+pub async fn check_revocations(
+    store: &dyn Store,
+    reference: &Reference,
+    digest: &Digest,
+    keys: &[TrustedKey],
+) -> Result<Vec<Revoked>> {
+    use crate::formats::revocation;
+    let report =
+        check_attestations(store, reference, digest, keys, revocation::PREDICATE_TYPE).await?;
+    let mut out = Vec::new();
+    for v in report.verified {
+        let Ok(r) = revocation::parse(&v.statement["predicate"]) else {
+            continue;
+        };
+        if r.digest != digest.to_string() {
+            continue;
+        }
+        out.push(Revoked {
+            key: v.keys.join(", "),
+            key_id: v.key_ids.join(", "),
+            reason: r.reason,
+            revoked_at: r.revoked_at,
+        });
+    }
+    Ok(out)
 }
