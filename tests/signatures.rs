@@ -342,8 +342,8 @@ fn verify_makes_few_registry_requests() {
         .collect();
     assert_eq!(
         reqs.len(),
-        4,
-        "resolve + .sig + referrers probe + 1 payload: {paths:#?}"
+        6,
+        "resolve + .sig + .att + 2 referrers probes + 1 payload: {paths:#?}"
     );
 }
 
