@@ -139,6 +139,9 @@ pub enum Error {
     /// A signed payload, envelope or statement from a store is malformed.
     #[error(transparent)]
     Format(#[from] crate::formats::FormatError),
+    /// A policy file is unreadable or invalid (names the file and line).
+    #[error(transparent)]
+    Policy(#[from] crate::verify::policy::PolicyError),
     /// Verification said no. Every reason found is listed, not just the first.
     #[error("verification of {subject} denied: {}", reasons.join("; "))]
     Denied {
@@ -161,9 +164,11 @@ impl Error {
     /// The class of the error, which decides the exit code.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Reference(_) | Error::Digest(_) | Error::Usage { .. } | Error::Key(_) => {
-                ErrorKind::Usage
-            }
+            Error::Reference(_)
+            | Error::Digest(_)
+            | Error::Usage { .. }
+            | Error::Key(_)
+            | Error::Policy(_) => ErrorKind::Usage,
             Error::Denied { .. } | Error::Format(_) => ErrorKind::Denied,
             Error::Archive(crate::artifact::archive::ArchiveError::Io { .. }) => {
                 ErrorKind::Operational

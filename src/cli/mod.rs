@@ -197,8 +197,16 @@ pub struct VerifyArgs {
     #[arg(value_name = "REF")]
     pub reference: String,
     /// A trusted public key (PEM); may be repeated: a signature by any of them counts
-    #[arg(long, value_name = "PUB", required = true)]
+    #[arg(
+        long,
+        value_name = "PUB",
+        required_unless_present = "policy",
+        conflicts_with = "policy"
+    )]
     pub key: Vec<PathBuf>,
+    /// A policy file (TOML, docs/POLICY.md): thresholds, key roles and validity, attestation rules, revocations
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
 }
 
 /// `push` arguments.
@@ -533,6 +541,9 @@ fn trusted_keys(paths: &[PathBuf]) -> Result<Vec<sealpack::verify::TrustedKey>> 
 
 async fn cmd_verify(ctx: &Ctx, a: VerifyArgs) -> Result<()> {
     let reference = parse_ref(&a.reference)?;
+    if let Some(path) = &a.policy {
+        return verify_with_policy(ctx, &reference, path).await;
+    }
     let trusted = trusted_keys(&a.key)?;
     let store = store::open(&reference, &ctx.store_opts, false).await?;
     let report = sealpack::verify::verify_signatures(store.as_ref(), &reference, &trusted).await?;
@@ -549,6 +560,50 @@ async fn cmd_verify(ctx: &Ctx, a: VerifyArgs) -> Result<()> {
                 &v.key_id[..12]
             ));
         }
+    }
+    output::line(&report.reference)
+}
+
+async fn verify_with_policy(
+    ctx: &Ctx,
+    reference: &Reference,
+    path: &std::path::Path,
+) -> Result<()> {
+    let policy = sealpack::verify::policy::Policy::load(path)?;
+    let store = store::open(reference, &ctx.store_opts, false).await?;
+    let report = sealpack::verify::verify_policy(
+        store.as_ref(),
+        reference,
+        &policy,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await?;
+    if ctx.json {
+        output::json(&report)?;
+    } else if !ctx.quiet {
+        output::note(&format!(
+            "policy {}: rule {}",
+            path.display(),
+            report.decision.rule.as_deref().unwrap_or("(none matches)")
+        ));
+        for r in &report.decision.results {
+            output::note(&format!(
+                "  {} {}: expected {}, found {}",
+                if r.ok { "ok  " } else { "FAIL" },
+                r.rule,
+                r.expected,
+                r.found
+            ));
+        }
+    }
+    if !report.decision.allowed {
+        return Err(Error::Denied {
+            subject: report.reference.clone(),
+            reasons: report.decision.reasons(),
+        });
+    }
+    if ctx.json {
+        return Ok(());
     }
     output::line(&report.reference)
 }

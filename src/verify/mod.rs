@@ -18,6 +18,8 @@ use crate::reference::Reference;
 use crate::store::evidence::{self, Kind};
 use crate::store::{self, Store};
 
+pub mod policy;
+
 /// A public key the caller trusts, with the name reports use for it (its file or policy id).
 #[derive(Debug, Clone)]
 pub struct TrustedKey {
@@ -447,4 +449,78 @@ pub async fn check_revocations(
         });
     }
     Ok(out)
+}
+
+/// The result of verifying against a policy: the decision and the digest-pinned reference it is about.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyReport {
+    /// `REPO@sha256:...` that was checked.
+    pub reference: String,
+    /// The decision, with every rule's result.
+    #[serde(flatten)]
+    pub decision: policy::Decision,
+}
+
+/// The gate with a policy file: resolves `reference` once, gathers every piece of evidence the matching rule
+/// could need (signatures, revocations, and the attestations of each required type, all checked against the
+/// policy's keys and the resolved digest, concurrently), then lets the policy decide. A denial is returned as a
+/// report with `allowed: false`, so the caller can print every unmet rule; registry trouble is an error.
+pub async fn verify_policy(
+    store: &dyn Store,
+    reference: &Reference,
+    policy: &policy::Policy,
+    now: time::OffsetDateTime,
+) -> Result<PolicyReport> {
+    let subject = store::resolve(store, reference).await?;
+    let digest = subject.digest();
+    let keys = policy.trusted_keys();
+    let repository = reference.repository_name();
+    let types: Vec<String> = policy
+        .rule_for(&repository)
+        .map(|r| {
+            r.attestations
+                .iter()
+                .map(|a| a.predicate_type.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let (signatures, revoked, attestations) = futures_util::future::try_join3(
+        check_signatures(store, reference, &digest, &keys),
+        check_revocations(store, reference, &digest, &keys),
+        futures_util::future::try_join_all(
+            types
+                .iter()
+                .map(|t| check_attestations(store, reference, &digest, &keys, t)),
+        ),
+    )
+    .await?;
+    let facts = policy::Facts {
+        digest,
+        signer_key_ids: signatures
+            .verified
+            .iter()
+            .map(|v| v.key_id.clone())
+            .collect(),
+        attestations: attestations
+            .into_iter()
+            .flat_map(|r| r.verified)
+            .map(|v| (v.key_ids, v.statement))
+            .collect(),
+        revoked_by: revoked
+            .into_iter()
+            .flat_map(|r| {
+                let reason = r.reason;
+                r.key_id
+                    .split(", ")
+                    .map(move |id| (id.to_string(), reason.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect(),
+        now,
+    };
+    let decision = policy::decide(policy, &repository, &facts);
+    Ok(PolicyReport {
+        reference: reference.pinned(digest).to_string(),
+        decision,
+    })
 }
