@@ -48,6 +48,9 @@ step "verify the attestations: the statement must be of that exact type, signed,
   | grep -E '"(gitCommit|id|uri)"' >&2
 "$SP" verify-attestation "$REF" --key keys.example/release.pub --type cyclonedx -q | tail -n 1
 
+step "the gate with a policy (keys.example/policy.toml): signature, provenance rules and SBOM, per rule"
+"$SP" verify "$REF" --policy keys.example/policy.toml
+
 step "compare checksums"
 (cd testdata/site && find . -type f -print0 | sort -z | xargs -0 sha256sum) > "$WORK/want.sha256"
 (cd "$WORK/out/site" && sha256sum --quiet -c "$WORK/want.sha256")

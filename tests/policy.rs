@@ -271,3 +271,95 @@ fn thresholds_validity_roles_provenance_scans_and_revocation() {
     r.expect_code(2);
     assert!(r.stderr.contains("bad.toml:3"), "{}", r.stderr);
 }
+
+/// The connaisseur vector: a real image signed by alice, bob and charlie with cosign (three layers under one
+/// `.sig` tag). Laid into an OCI layout byte for byte, it meets 2-of-3 and 3-of-3 over {alice, bob, charlie},
+/// not 3 with {alice, bob}, and nothing with `default` — as the vector's README and connaisseur's own test say.
+#[test]
+fn connaisseur_three_signature_vector_meets_its_thresholds() {
+    use sealpack::oci::RawManifest;
+    use sealpack::store::{BlobSource, Store, layout::LayoutStore, no_progress};
+    let env = Env::new();
+    let dir = common::cli::testdata("cosign-signatures/connaisseur");
+    let subject = fs::read(format!(
+        "{dir}/manifests/multi-cosigned-alice-bob-charlie.json"
+    ))
+    .unwrap();
+    let subject_digest = sealpack::Digest::of(&subject);
+    assert_eq!(
+        subject_digest.hex(),
+        "bfec161fecb0a887df7cb85e4da327c65986ccda7060cf3cd92171c6c90d7533"
+    );
+    let sig = fs::read(format!(
+        "{dir}/manifests/sha256-{}.sig.json",
+        subject_digest.hex()
+    ))
+    .unwrap();
+    let payload = fs::read(format!(
+        "{dir}/blobs/sha256-7248e52a7da336ff63192f2c0a8f12562b0d5368e9cde6ab292cbb4604074f28.json"
+    ))
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = LayoutStore::open(&env.path().join("l"), true)
+            .await
+            .unwrap();
+        let d = sealpack::oci::Descriptor::new(
+            "application/vnd.dev.cosign.simplesigning.v1+json",
+            sealpack::Digest::of(&payload),
+            payload.len() as u64,
+        );
+        store
+            .put_blob(&d, BlobSource::Bytes(payload.clone().into()), &no_progress)
+            .await
+            .unwrap();
+        let subject = RawManifest::new(
+            "application/vnd.docker.distribution.manifest.v2+json",
+            subject.clone(),
+        )
+        .unwrap();
+        store
+            .put_manifest(&subject, Some("multi-cosigned-alice-bob-charlie"))
+            .await
+            .unwrap();
+        let sig =
+            RawManifest::new("application/vnd.oci.image.manifest.v1+json", sig.clone()).unwrap();
+        store
+            .put_manifest(&sig, Some(&format!("sha256-{}.sig", subject_digest.hex())))
+            .await
+            .unwrap();
+    });
+    for k in ["alice", "bob", "charlie", "default"] {
+        fs::copy(
+            format!("{dir}/keys/{k}.pub"),
+            env.path().join(format!("{k}.pub")),
+        )
+        .unwrap();
+    }
+    let target = "oci:./l:multi-cosigned-alice-bob-charlie";
+    let check = |keys: &[&str], threshold: u32| {
+        let k: String = keys.iter().map(|k| key(k, &["release"], "")).collect();
+        let rules = format!(
+            "[[rules]]\nscope = \"oci:*\"\nsignatures = {{ threshold = {threshold}, roles = [\"release\"] }}\n"
+        );
+        let p = policy(
+            &env,
+            &format!("{}-{threshold}.toml", keys.join("-")),
+            &k,
+            &rules,
+        );
+        env.sp(&["verify", target, "--policy", &p]).code
+    };
+    assert_eq!(check(&["alice", "bob"], 2), 0);
+    assert_eq!(check(&["alice", "bob"], 3), 10);
+    assert_eq!(check(&["alice", "bob", "charlie"], 2), 0);
+    assert_eq!(check(&["alice", "bob", "charlie"], 3), 0);
+    assert_eq!(check(&["default"], 1), 10);
+    // and with --key: each of the three alone verifies, default does not
+    for k in ["alice", "bob", "charlie"] {
+        env.sp(&["verify", target, "--key", &format!("{k}.pub")])
+            .ok();
+    }
+    env.sp(&["verify", target, "--key", "default.pub"])
+        .expect_code(10);
+}
