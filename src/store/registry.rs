@@ -563,6 +563,12 @@ impl RegistryStore {
                 reason: format!("refusing token realm {realm}: not https"),
             });
         }
+        if let Some(why) = realm_url.host_str().and_then(forbidden_realm_host) {
+            return Err(Error::Auth {
+                registry: self.registry.clone(),
+                reason: format!("refusing token realm {realm}: {why}"),
+            });
+        }
         let scope = self.scope();
         let mut query: Vec<(&str, &str)> = vec![("scope", &scope)];
         if let Some(s) = service {
@@ -792,6 +798,25 @@ fn tokio_stream_from(
     futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     })
+}
+
+/// Why a token realm host must not receive credentials: link-local addresses (cloud metadata services live at
+/// 169.254.169.254 and fd00:ec2::254) and unspecified addresses are never token services.
+fn forbidden_realm_host(host: &str) -> Option<&'static str> {
+    let ip: std::net::IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    let bad = match ip {
+        std::net::IpAddr::V4(v4) => v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast(),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_unspecified()
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.segments()[..4] == [0xfd00, 0xec2, 0, 0]
+        }
+    };
+    bad.then_some("a link-local or unspecified address (a metadata service, not a token service)")
 }
 
 fn basic(user: &str, pass: &str) -> HeaderValue {
@@ -1109,6 +1134,16 @@ mod tests {
         );
         assert_eq!(parse_challenge("Bearer service=\"x\""), None);
         assert_eq!(parse_challenge("Negotiate"), None);
+    }
+
+    #[test]
+    fn metadata_and_link_local_realms_are_refused() {
+        for bad in ["169.254.169.254", "[fe80::1]", "0.0.0.0", "[fd00:ec2::254]"] {
+            assert!(forbidden_realm_host(bad).is_some(), "{bad}");
+        }
+        for ok in ["auth.docker.io", "127.0.0.1", "10.0.0.5", "[::1]"] {
+            assert!(forbidden_realm_host(ok).is_none(), "{ok}");
+        }
     }
 
     #[test]
