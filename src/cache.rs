@@ -31,7 +31,8 @@ impl LineFile {
         let Ok(f) = std::fs::File::open(&self.path) else {
             return Vec::new();
         };
-        std::io::BufReader::new(f.take_capped())
+        // the file is cut back beyond MAX_CACHE_FILE; never read more than twice that
+        std::io::BufReader::new(std::io::Read::take(f, MAX_CACHE_FILE * 2))
             .lines()
             .map_while(Result::ok)
             .collect()
@@ -56,13 +57,6 @@ impl LineFile {
         }
     }
 }
-
-trait TakeCapped: std::io::Read + Sized {
-    fn take_capped(self) -> std::io::Take<Self> {
-        self.take(MAX_CACHE_FILE * 2)
-    }
-}
-impl TakeCapped for std::fs::File {}
 
 /// The default cache folder: `$XDG_CACHE_HOME/sealpack`, else `$HOME/.cache/sealpack`.
 pub fn default_dir() -> Option<PathBuf> {

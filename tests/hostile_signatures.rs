@@ -26,8 +26,8 @@ fn layer(payload: &[u8], sig_annotation: &str, media_type: &str) -> Descriptor {
     d
 }
 
-#[test]
-fn every_hostile_signature_layer_is_refused_with_its_reason() {
+/// A folder with an artifact pushed to the layout `oci:./l:v1`: (folder, docker config, pinned reference).
+fn subject_on_a_layout() -> (tempfile::TempDir, std::path::PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
     let docker = dir.path().join("dc");
     fs::create_dir(&docker).unwrap();
@@ -39,6 +39,12 @@ fn every_hostile_signature_layer_is_refused_with_its_reason() {
     )
     .run()
     .ok();
+    (dir, docker, pinned)
+}
+
+#[test]
+fn every_hostile_signature_layer_is_refused_with_its_reason() {
+    let (dir, docker, pinned) = subject_on_a_layout();
     let key = PrivateKey::generate(KeyType::EcdsaP256).unwrap();
     fs::write(dir.path().join("k.pub"), key.public_key().to_pem()).unwrap();
     let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
@@ -102,17 +108,7 @@ fn every_hostile_signature_layer_is_refused_with_its_reason() {
 #[test]
 fn every_hostile_attestation_is_refused_with_its_reason() {
     use sealpack::formats::dsse;
-    let dir = tempfile::tempdir().unwrap();
-    let docker = dir.path().join("dc");
-    fs::create_dir(&docker).unwrap();
-    fs::write(dir.path().join("a.txt"), "subject").unwrap();
-    let pinned = sealpack(
-        dir.path(),
-        &docker,
-        &["push", "a.txt", "--to", "oci:./l:v1"],
-    )
-    .run()
-    .ok();
+    let (dir, docker, pinned) = subject_on_a_layout();
     let key = PrivateKey::generate(KeyType::Ed25519).unwrap();
     fs::write(dir.path().join("k.pub"), key.public_key().to_pem()).unwrap();
     let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
