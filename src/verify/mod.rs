@@ -166,7 +166,7 @@ pub async fn verify_signatures(
             subject: report.reference,
             reasons: revoked
                 .iter()
-                .map(|r| format!("revoked by {}: {}", r.key, r.reason))
+                .map(|r| format!("revoked by {}: {}", r.keys.join(", "), r.reason))
                 .collect(),
         });
     }
@@ -412,10 +412,10 @@ pub async fn verify_attestation(
 /// A verified revocation of the digest.
 #[derive(Debug, Clone, Serialize)]
 pub struct Revoked {
-    /// The key that signed it.
-    pub key: String,
-    /// Its key id.
-    pub key_id: String,
+    /// The keys whose signatures on it verified (their names).
+    pub keys: Vec<String>,
+    /// Their key ids.
+    pub key_ids: Vec<String>,
     /// Why the digest must not deploy.
     pub reason: String,
     /// When it was revoked (as the statement says).
@@ -442,8 +442,8 @@ pub async fn check_revocations(
             continue;
         }
         out.push(Revoked {
-            key: v.keys.join(", "),
-            key_id: v.key_ids.join(", "),
+            keys: v.keys,
+            key_ids: v.key_ids,
             reason: r.reason,
             revoked_at: r.revoked_at,
         });
@@ -510,10 +510,7 @@ pub async fn verify_policy(
             .into_iter()
             .flat_map(|r| {
                 let reason = r.reason;
-                r.key_id
-                    .split(", ")
-                    .map(move |id| (id.to_string(), reason.clone()))
-                    .collect::<Vec<_>>()
+                r.key_ids.into_iter().map(move |id| (id, reason.clone()))
             })
             .collect(),
         now,
