@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job end to end, with no registry: push a static site to an OCI image layout folder, inspect it, pull
-# it back with every digest checked, and compare checksums with the original. Run from anywhere:
+# it back with every digest checked, sign, attest provenance and an SBOM, pass the policy gate, deploy to a
+# staging folder, promote the same digest to production, deploy a second version, and roll back. Run from anywhere:
 #   bash scripts/quickstart.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,5 +56,39 @@ step "compare checksums"
 (cd testdata/site && find . -type f -print0 | sort -z | xargs -0 sha256sum) > "$WORK/want.sha256"
 (cd "$WORK/out/site" && sha256sum --quiet -c "$WORK/want.sha256")
 echo "all $(wc -l < "$WORK/want.sha256") files identical" >&2
+
+PW=example-only-do-not-use
+POLICY=keys.example/policy.toml
+step "deploy $REF to staging ($WORK/staging): gate -> fetch by digest -> releases/<digest> -> switch current"
+"$SP" deploy "$REF" --env staging --target "$WORK/staging" --policy "$POLICY" --health-cmd 'test -f site/index.html'
+echo "staging/current -> $(readlink "$WORK/staging/current")" >&2
+
+step "promote what staging runs to production: same digest, re-verified, signed promotion statement, deployed"
+SEALPACK_PASSWORD=$PW "$SP" promote "oci:$WORK/layout" --from staging --to production --from-target "$WORK/staging" \
+  --target "$WORK/production" --policy "$POLICY" --sign-key keys.example/release.key
+[ "$(readlink "$WORK/production/current")" = "$(readlink "$WORK/staging/current")" ]
+echo "production/current -> $(readlink "$WORK/production/current") (identical)" >&2
+
+step "build, push, sign and attest a second version, v1.1.0"
+cp -r testdata/site "$WORK/site"
+echo '<p>v1.1.0</p>' >> "$WORK/site/index.html"
+COMMIT2=89abcdef0123456789abcdef0123456789abcdef
+REF2=$("$SP" push "$WORK/site" --to "oci:$WORK/layout:v1.1.0" --commit $COMMIT2)
+echo "$REF2"
+SEALPACK_PASSWORD=$PW "$SP" sign "$REF2" --key keys.example/release.key -q
+SEALPACK_PASSWORD=$PW "$SP" attest "$REF2" --key keys.example/release.key --provenance -q \
+  --commit $COMMIT2 --source-uri git+https://example.com/acme/site@refs/tags/v1.1.0
+SEALPACK_PASSWORD=$PW "$SP" attest "$REF2" --key keys.example/release.key --sbom -q
+
+step "deploy v1.1.0 to staging"
+"$SP" deploy "$REF2" --env staging --target "$WORK/staging" --policy "$POLICY" --health-cmd 'grep -q v1.1.0 site/index.html'
+
+step "roll staging back to the last known good release (re-verified first)"
+"$SP" rollback --env staging --target "$WORK/staging" --policy "$POLICY"
+[ "$(readlink "$WORK/staging/current")" = "releases/${DIGEST#sha256:}" ]
+
+step "history: what ran where, when, from which commit"
+"$SP" history --target "$WORK/staging"
+"$SP" history --target "$WORK/production"
 
 step "done: $REF"

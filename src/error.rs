@@ -150,6 +150,32 @@ pub enum Error {
         /// Each unmet condition, with what was expected and what was found.
         reasons: Vec<String>,
     },
+    /// Another deploy, rollback or promote holds the target folder's lock.
+    #[error("{} is locked by another run ({holder}); gave up after {}s", path.display(), waited.as_secs_f64())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// What the lock file says about its holder.
+        holder: String,
+        /// How long this run waited.
+        waited: std::time::Duration,
+    },
+    /// The health command failed after a switch; `current` was switched back where possible.
+    #[error("health check of {subject} failed ({outcome}); {}", match (now_current, switched_back) {
+        (Some(d), true) => format!("current switched back to {d}"),
+        (Some(d), false) => format!("current stays on {d}: it was already current before this run"),
+        (None, _) => "nothing was current before, so current was removed".to_string(),
+    })]
+    HealthCheck {
+        /// The pinned reference deployed.
+        subject: String,
+        /// How the command ended, with its last line of output.
+        outcome: String,
+        /// What `current` points at now.
+        now_current: Option<Digest>,
+        /// Whether `current` was switched back to an earlier release.
+        switched_back: bool,
+    },
     /// Content is well formed but not something this command can handle.
     #[error("{what}: {reason}")]
     Unsupported {
@@ -183,6 +209,8 @@ impl Error {
             | Error::Auth { .. }
             | Error::NotFound { .. }
             | Error::TagExists { .. }
+            | Error::Locked { .. }
+            | Error::HealthCheck { .. }
             | Error::Unsupported { .. } => ErrorKind::Operational,
         }
     }
@@ -202,6 +230,12 @@ impl Error {
             Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => Some(
                 "the store returned content that is not what was asked for; do not use it, and check the registry or layout for tampering or corruption"
                     .into(),
+            ),
+            Error::Locked { .. } => Some(
+                "two deploys to one target never run at once; run this again when the other one has finished".into(),
+            ),
+            Error::HealthCheck { .. } => Some(
+                "see `sealpack history` for the health command's output; fix the release and deploy a new digest".into(),
             ),
             Error::Registry { status: 401 | 403, .. } => {
                 Some("the registry refused these credentials for this repository".into())

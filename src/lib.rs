@@ -10,6 +10,7 @@
 
 pub mod artifact;
 pub mod cache;
+pub mod deploy;
 pub mod digest;
 pub mod error;
 pub mod formats;

@@ -110,6 +110,19 @@ pub async fn pull(
                 ),
             });
         }
+        match layer.annotation(annotations::FILE_MODE) {
+            None | Some("0644") => {}
+            Some("0755") if !unpack => {}
+            Some(other) => {
+                return Err(Error::untrusted(
+                    format!("layer {title:?} of {pinned}"),
+                    format!(
+                        "{} is {other:?}; only \"0755\" on a file layer is allowed",
+                        annotations::FILE_MODE
+                    ),
+                ));
+            }
+        }
         plan.push((layer.clone(), rel, top, unpack));
     }
 
@@ -175,6 +188,11 @@ pub async fn pull(
         } else {
             let dest = staging.path().join(format!("file-{i}"));
             blob.write_new_file(&dest, &progress).await?;
+            if layer.annotation(annotations::FILE_MODE) == Some("0755") {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| Error::io("setting the mode of", &dest, e))?;
+            }
             files.push((dest, rel.clone(), layer, false));
         }
     }

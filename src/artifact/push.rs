@@ -264,7 +264,12 @@ async fn prepare(paths: &[PathBuf], opts: &PushOptions, tmp: &Path) -> Result<Ve
                 .clone()
                 .unwrap_or_else(|| media::OCTET_STREAM.into());
             let mut desc = Descriptor::new(mt, digest, size);
-            desc.annotations = Some(BTreeMap::from([(annotations::TITLE.to_string(), title)]));
+            let mut a = BTreeMap::from([(annotations::TITLE.to_string(), title)]);
+            if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0 {
+                // executables stay runnable after pull and deploy (git-like: 0755 or nothing)
+                a.insert(annotations::FILE_MODE.to_string(), "0755".to_string());
+            }
+            desc.annotations = Some(a);
             out.push(Prepared {
                 desc,
                 source: path.clone(),

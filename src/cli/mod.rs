@@ -2,6 +2,7 @@
 //! This is the only part of sealpack that prints or reads the terminal.
 
 mod attest;
+mod deploy;
 mod output;
 mod password;
 
@@ -81,6 +82,14 @@ pub enum Command {
     VerifyAttestation(VerifyAttestationArgs),
     /// Sign a statement that a digest must never deploy again; every verify trusting the key denies it
     Revoke(RevokeArgs),
+    /// Verify, fetch by digest, install into TARGET/releases/<digest> and switch TARGET/current atomically
+    Deploy(deploy::DeployArgs),
+    /// Move the digest one environment runs to the next: re-verified, signed promotion statement, deployed
+    Promote(deploy::PromoteArgs),
+    /// Switch a target back to its last known good release (re-verified; revoked ones are skipped)
+    Rollback(deploy::RollbackArgs),
+    /// What ran where, when, from which commit (newest first)
+    History(deploy::HistoryArgs),
 }
 
 /// `revoke` arguments.
@@ -363,6 +372,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Attest(a) => attest::cmd_attest(&ctx, a).await,
         Command::VerifyAttestation(a) => attest::cmd_verify_attestation(&ctx, a).await,
         Command::Revoke(a) => attest::cmd_revoke(&ctx, a).await,
+        Command::Deploy(a) => deploy::cmd_deploy(&ctx, a).await,
+        Command::Promote(a) => deploy::cmd_promote(&ctx, a).await,
+        Command::Rollback(a) => deploy::cmd_rollback(&ctx, a).await,
+        Command::History(a) => deploy::cmd_history(&ctx, a),
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod cyclonedx;
 pub mod dsse;
 pub mod intoto;
+pub mod promotion;
 pub mod revocation;
 pub mod simplesigning;
 pub mod slsa;

@@ -54,6 +54,9 @@ pub mod annotations {
     pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
     /// oras: unpack this tar layer into a folder on pull.
     pub const ORAS_UNPACK: &str = "io.deis.oras.content.unpack";
+    /// sealpack: the permission bits of a file layer, `"0755"` for executables (absent: `0644`). Only these two
+    /// values exist, as git records modes; pull refuses any other.
+    pub const FILE_MODE: &str = "dev.sealpack.file.mode";
     /// oras: digest of the uncompressed tar of a folder layer.
     pub const ORAS_CONTENT_DIGEST: &str = "io.deis.oras.content.digest";
 }

@@ -18,6 +18,7 @@ use crate::reference::Reference;
 use crate::store::evidence::{self, Kind};
 use crate::store::{self, Store};
 
+pub mod gate;
 pub mod policy;
 
 /// A public key the caller trusts, with the name reports use for it (its file or policy id).
