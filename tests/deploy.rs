@@ -1117,3 +1117,40 @@ fn container_images_are_not_deployed() {
     assert!(r.stderr.contains("container image"), "{}", r.stderr);
     assert!(current(&env.path().join("stg")).is_none());
 }
+
+#[test]
+fn rollback_with_nothing_earlier_is_an_error_and_changes_nothing() {
+    let env = Env::new();
+    env.keygen("rel", "ecdsa-p256");
+    let v1 = push_signed(&env, &[], "site", "v1", "oci:./store:v1", C1);
+    let r = env.sp(&[
+        "rollback", "--env", "staging", "--target", "stg", "--key", "rel.pub",
+    ]);
+    r.expect_code(2);
+    assert!(r.stderr.contains("not a sealpack deploy target"), "{}", r.stderr);
+    assert!(!env.path().join("stg").exists());
+    env.sp(&[
+        "deploy",
+        "oci:./store:v1",
+        "--env",
+        "staging",
+        "--target",
+        "stg",
+        "--key",
+        "rel.pub",
+    ])
+    .ok();
+    let r = env.sp(&[
+        "rollback", "--env", "staging", "--target", "stg", "--key", "rel.pub",
+    ]);
+    r.expect_code(1);
+    assert!(
+        r.stderr.contains("a known good release to roll back to"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(current(&env.path().join("stg")).unwrap(), digest_of(&v1));
+    assert_eq!(history(&env, "stg").len(), 1);
+    // history of a folder that was never a target is a usage error
+    env.sp(&["history", "--target", "nowhere"]).expect_code(2);
+}

@@ -179,9 +179,9 @@ struct Session {
 }
 
 impl Session {
-    fn open(dir: &Path, opts: &DeployOptions, doing: &str) -> Result<Self> {
+    fn open(dir: &Path, opts: &DeployOptions, doing: &str, create: bool) -> Result<Self> {
         promotion::check_env(&opts.env).map_err(|e| Error::usage(e.to_string()))?;
-        let target = Target::open(dir, true)?;
+        let target = Target::open(dir, create)?;
         let holder = format!(
             "pid {} ({}) {doing} since {}",
             std::process::id(),
@@ -405,7 +405,7 @@ async fn deploy_as(
     action: Action,
     detail: Option<String>,
 ) -> Result<DeployReport> {
-    let mut session = Session::open(target_dir, opts, &format!("deploying {reference}"))?;
+    let mut session = Session::open(target_dir, opts, &format!("deploying {reference}"), true)?;
     let subject = store::resolve(store, reference).await?;
     let digest = subject.digest();
     let pinned = reference.pinned(digest);
@@ -465,7 +465,7 @@ pub async fn rollback(
     opts: &DeployOptions,
     observer: &dyn Observer,
 ) -> Result<DeployReport> {
-    let mut session = Session::open(target_dir, opts, "rolling back")?;
+    let mut session = Session::open(target_dir, opts, "rolling back", false)?;
     let current = session.target.current()?;
     let candidates: Vec<Event> = match to {
         Some(d) => {
@@ -556,11 +556,16 @@ pub async fn rollback(
             notes,
         });
     }
-    let mut reasons = vec![format!(
-        "no known good release to roll back to in {} (current: {})",
+    let nothing = format!(
+        "a known good release to roll back to in {} (current: {})",
         target_dir.display(),
         current.map_or("none".to_string(), |d| d.to_string())
-    )];
+    );
+    if skipped.is_empty() {
+        return Err(Error::NotFound { what: nothing });
+    }
+    // every candidate was there but the gate denies each now
+    let mut reasons = vec![format!("no release the gate allows: {nothing}")];
     reasons.extend(skipped);
     Err(Error::Denied {
         subject: format!("{} ({})", target_dir.display(), opts.env),
