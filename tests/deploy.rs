@@ -1127,7 +1127,11 @@ fn rollback_with_nothing_earlier_is_an_error_and_changes_nothing() {
         "rollback", "--env", "staging", "--target", "stg", "--key", "rel.pub",
     ]);
     r.expect_code(2);
-    assert!(r.stderr.contains("not a sealpack deploy target"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not a sealpack deploy target"),
+        "{}",
+        r.stderr
+    );
     assert!(!env.path().join("stg").exists());
     env.sp(&[
         "deploy",

@@ -3,6 +3,7 @@
 
 mod attest;
 mod deploy;
+mod docs;
 mod output;
 mod password;
 
@@ -29,6 +30,7 @@ pub struct Cli {
 
 /// Flags every command takes (before or after the subcommand).
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Talk plain HTTP to the registry instead of HTTPS (as oras's --plain-http)
     #[arg(long, global = true)]
@@ -90,6 +92,10 @@ pub enum Command {
     Rollback(deploy::RollbackArgs),
     /// What ran where, when, from which commit (newest first)
     History(deploy::HistoryArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(docs::CompletionsArgs),
+    /// Print the man page, or write every command's page (roff or Markdown) into a folder
+    Man(docs::ManArgs),
 }
 
 /// `revoke` arguments.
@@ -376,6 +382,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Promote(a) => deploy::cmd_promote(&ctx, a).await,
         Command::Rollback(a) => deploy::cmd_rollback(&ctx, a).await,
         Command::History(a) => deploy::cmd_history(&ctx, a),
+        Command::Completions(a) => docs::cmd_completions(a),
+        Command::Man(a) => docs::cmd_man(a),
     }
 }
 
