@@ -474,7 +474,7 @@ async fn cmd_resolve(ctx: &Ctx, a: RefArgs) -> Result<()> {
         return output::json(&serde_json::json!({
             "reference": reference.pinned(raw.digest()).to_string(),
             "digest": raw.digest(),
-            "mediaType": raw.media_type(),
+            "media_type": raw.media_type(),
             "size": raw.bytes().len(),
         }));
     }
