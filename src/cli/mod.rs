@@ -2,6 +2,7 @@
 //! This is the only part of sealpack that prints or reads the terminal.
 
 mod attest;
+mod copy;
 mod output;
 mod password;
 
@@ -81,6 +82,8 @@ pub enum Command {
     VerifyAttestation(VerifyAttestationArgs),
     /// Sign a statement that a digest must never deploy again; every verify trusting the key denies it
     Revoke(RevokeArgs),
+    /// Copy an artifact with all its evidence (registry <-> registry <-> layout); prints REPO@sha256:...
+    Copy(copy::CopyArgs),
 }
 
 /// `revoke` arguments.
@@ -363,6 +366,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Attest(a) => attest::cmd_attest(&ctx, a).await,
         Command::VerifyAttestation(a) => attest::cmd_verify_attestation(&ctx, a).await,
         Command::Revoke(a) => attest::cmd_revoke(&ctx, a).await,
+        Command::Copy(a) => copy::cmd_copy(&ctx, a).await,
     }
 }
 
