@@ -202,6 +202,29 @@ struct Promote {
     deploy: Option<Deploy>,
 }
 #[derive(Deserialize)]
+struct CopiedEvidence {
+    subject: String,
+    tag: Option<String>,
+    source_manifest: String,
+    manifest: String,
+    layers: usize,
+    action: String,
+}
+#[derive(Deserialize)]
+struct Copy {
+    source: String,
+    destination: String,
+    digest: String,
+    tag: Option<String>,
+    unchanged: bool,
+    manifests: usize,
+    blobs_copied: usize,
+    blobs_mounted: usize,
+    blobs_present: usize,
+    bytes_copied: u64,
+    evidence: Vec<CopiedEvidence>,
+}
+#[derive(Deserialize)]
 struct Event {
     time: String,
     action: String,
@@ -374,6 +397,40 @@ fn every_command_prints_the_documented_shape() {
     r.expect_code(10);
     let denied: PolicyVerify = serde_json::from_str(&r.stdout).unwrap();
     assert!(!denied.allowed && denied.results.iter().any(|r| !r.ok));
+
+    let c: Copy = json(&env, &["copy", "oci:./s:v1", "oci:./mirror"]);
+    assert_eq!(
+        (
+            c.digest.as_str(),
+            c.tag.as_deref(),
+            c.unchanged,
+            c.manifests
+        ),
+        (p.digest.as_str(), Some("v1"), false, 1)
+    );
+    assert_eq!(
+        (c.source.as_str(), c.destination.as_str()),
+        (
+            p.reference.as_str(),
+            format!("oci:./mirror@{}", p.digest).as_str()
+        )
+    );
+    assert!(
+        c.blobs_copied >= 2
+            && c.blobs_mounted == 0
+            && c.blobs_present == 0
+            && c.bytes_copied > l.size
+    );
+    assert_eq!(c.evidence.len(), 2, "the .sig and the .att");
+    for e in &c.evidence {
+        assert_eq!(
+            (e.subject.as_str(), e.action.as_str(), e.layers),
+            (p.digest.as_str(), "copied", 1)
+        );
+        assert!(
+            e.tag.as_deref().unwrap().starts_with("sha256-") && e.manifest == e.source_manifest
+        );
+    }
 
     let pl: Pull = json(&env, &["pull", "oci:./s:v1", "-o", "out"]);
     assert_eq!(

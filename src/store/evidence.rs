@@ -113,12 +113,45 @@ pub async fn append(
     blob: Bytes,
     duplicate: &(dyn Fn(&Descriptor) -> bool + Send + Sync),
 ) -> Result<Appended> {
-    let tag = kind.tag(&subject.digest);
     if !store.blob_exists(&layer.digest).await? {
         store
             .put_blob(&layer, BlobSource::Bytes(blob), &no_progress)
             .await?;
     }
+    add_layers(
+        store,
+        subject,
+        kind,
+        std::slice::from_ref(&layer),
+        duplicate,
+    )
+    .await
+}
+
+/// Merges `incoming` evidence layers (whose blobs must already be in `store`) into the evidence of `subject`:
+/// the result holds the store's existing layers first, then each incoming layer not already there (no
+/// duplicates). Used when copying evidence onto a store that has its own. `added` is false when every incoming
+/// layer was there already (nothing was written).
+pub async fn merge(
+    store: &dyn Store,
+    subject: &Descriptor,
+    kind: Kind,
+    incoming: &[Descriptor],
+) -> Result<Appended> {
+    add_layers(store, subject, kind, incoming, &|_| false).await
+}
+
+/// The append loop shared by [`append`] and [`merge`]: adds each of `incoming` that is not already in the tag's
+/// manifest (identical, or `duplicate`), writes the new manifest, and checks afterwards that a concurrent writer
+/// did not replace it (retrying a few times if one did).
+async fn add_layers(
+    store: &dyn Store,
+    subject: &Descriptor,
+    kind: Kind,
+    incoming: &[Descriptor],
+    duplicate: &(dyn Fn(&Descriptor) -> bool + Send + Sync),
+) -> Result<Appended> {
+    let tag = kind.tag(&subject.digest);
     let referrers = store.supports_referrers().await?;
     for _attempt in 0..5 {
         let current = store.fetch_manifest(ManifestRef::Tag(&tag)).await?;
@@ -134,8 +167,15 @@ pub async fn append(
             },
             None => Vec::new(),
         };
-        if layers.iter().any(|l| same_layer(l, &layer) || duplicate(l)) {
-            let raw = current.expect("layers came from it");
+        let before = layers.len();
+        for layer in incoming {
+            if !layers.iter().any(|l| same_layer(l, layer) || duplicate(l)) {
+                layers.push(layer.clone());
+            }
+        }
+        if layers.len() == before
+            && let Some(raw) = &current
+        {
             return Ok(Appended {
                 tag,
                 manifest: raw.digest(),
@@ -143,16 +183,15 @@ pub async fn append(
                 layers: layers.len(),
             });
         }
-        if layers.len() >= MAX_EVIDENCE_LAYERS {
+        if layers.len() > MAX_EVIDENCE_LAYERS {
             return Err(Error::untrusted(
                 format!("{}:{tag}", store.name()),
                 format!(
-                    "already holds {} layers, the most sealpack writes",
+                    "would hold {} layers, over the {MAX_EVIDENCE_LAYERS} sealpack writes",
                     layers.len()
                 ),
             ));
         }
-        layers.push(layer.clone());
         let config_bytes = image_config(&layers);
         let config = Descriptor::new(
             media::OCI_IMAGE_CONFIG,
@@ -176,10 +215,12 @@ pub async fn append(
         };
         let raw = RawManifest::from_image(&manifest)?;
         store.put_manifest(&raw, Some(&tag)).await?;
-        // lost-update check: the tag must now hold our layer
+        // lost-update check: the tag must now hold every incoming layer
         if let Some(now) = store.fetch_manifest(ManifestRef::Tag(&tag)).await?
             && let Manifest::Image(m) = now.parse()?
-            && m.layers.iter().any(|l| same_layer(l, &layer))
+            && incoming
+                .iter()
+                .all(|i| m.layers.iter().any(|l| same_layer(l, i) || duplicate(l)))
         {
             return Ok(Appended {
                 tag,
