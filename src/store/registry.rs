@@ -800,6 +800,7 @@ impl RegistryStore {
             rb = rb.header(AUTHORIZATION, h);
         }
         let stall = self.client.budget.options().low_speed_timeout;
+        let commit_wait = stall.saturating_mul(10);
         let send = rb.send();
         let feed = async move {
             let mut counted = std::pin::pin!(counted);
@@ -832,15 +833,23 @@ impl RegistryStore {
                 }
             };
             tokio::select! {
-                r = &mut send => break Some(r),
+                r = &mut send => break Ok(r),
                 f = &mut feed, if fed.is_none() => {
                     if matches!(f, Feed::Stalled) {
-                        break None;
+                        break Err(format!(
+                            "the upload stalled: the registry took no bytes for {} (low-speed timeout, {})",
+                            retry::human(stall),
+                            retry::ENV_LOW_SPEED_TIMEOUT
+                        ));
                     }
                     fed = Some(f);
-                    answer_by = Some(tokio::time::Instant::now() + stall);
+                    // committing a large blob can take a registry a while (a copy in object storage)
+                    answer_by = Some(tokio::time::Instant::now() + commit_wait);
                 }
-                () = no_answer => break None,
+                () = no_answer => break Err(format!(
+                    "no answer within {} after the whole blob was sent",
+                    retry::human(commit_wait)
+                )),
             }
         };
         let what = self.what(format!("@{}", desc.digest));
@@ -852,21 +861,17 @@ impl RegistryStore {
             )));
         }
         let resp = match outcome {
-            None => {
+            Err(message) => {
                 return Err(UploadFailure::Transient(
                     Error::Transport {
                         url: url.to_string(),
-                        message: format!(
-                            "the upload stalled: nothing moved for {} (low-speed timeout, {})",
-                            retry::human(stall),
-                            retry::ENV_LOW_SPEED_TIMEOUT
-                        ),
+                        message,
                         hint: Some("the registry or the network stalled; try again later"),
                     },
                     None,
                 ));
             }
-            Some(Err(e)) => {
+            Ok(Err(e)) => {
                 let err = self.transport_error(url.as_str(), e);
                 return Err(match &err {
                     Error::Transport { message, .. } if retry::transient_transport(message) => {
@@ -875,7 +880,7 @@ impl RegistryStore {
                     _ => UploadFailure::Final(err),
                 });
             }
-            Some(Ok(resp)) => resp,
+            Ok(Ok(resp)) => resp,
         };
         if resp.status() == StatusCode::CREATED {
             return Ok(());
