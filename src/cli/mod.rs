@@ -328,6 +328,7 @@ fn client_options(g: &GlobalArgs) -> Result<ClientOptions> {
         no_docker_config: false,
         cache_dir: cache_dir(),
         hosts: BTreeMap::new(),
+        retry: store::RetryOptions::from_env(|k| std::env::var(k).ok())?,
     };
     if let Some(path) = &g.registry_config {
         output::apply_registry_config(path, &mut opts)?;
