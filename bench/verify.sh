@@ -14,6 +14,8 @@
 #   SEALPACK_TEST_VENV=$HOME/.cache/sealpack/venv  (python for the proxy)
 #   BENCH_KEEP=1           keep the work directory
 #
+# Rows: verify --policy and verify --key of REPO:v1, and verify --policy of REPO@sha256:... (pinned: the resolve
+# and the evidence reads can go out together).
 # Measured, per command:
 #   requests     registry requests of one verify, from the registry's access log (resolve included)
 #   wall direct  median wall time on loopback (no added latency)
@@ -219,7 +221,7 @@ run_many() {
   local i t0 t1 walls=() cpus=() u s
   for i in $(seq 1 "$RUNS"); do
     t0=$EPOCHREALTIME
-    /usr/bin/time -f '%U %S' -o "$WORK/time.out" "${SP[@]}" verify "$host/team/app:v1" "$@" >"$WORK/out" 2>&1 \
+    /usr/bin/time -f '%U %S' -o "$WORK/time.out" "${SP[@]}" verify "$host/team/app$SUFFIX" "$@" >"$WORK/out" 2>&1 \
       || { cat "$WORK/out" >&2; die "verify $* failed"; }
     t1=$EPOCHREALTIME
     read -r u s < <(tail -n 1 "$WORK/time.out")
@@ -235,7 +237,7 @@ count_requests() {
   local lines0
   sync_log
   lines0="$(wc -l <"$REG_LOG")"
-  "${SP[@]}" verify "$TARGET" "$@" >/dev/null
+  "${SP[@]}" verify "$HOST/team/app$SUFFIX" "$@" >/dev/null
   sync_log
   tail -n +"$((lines0 + 1))" "$REG_LOG" | grep -oE '"(GET|HEAD|PUT|POST|PATCH|DELETE) /v2/[^ ]*' \
     | grep -vF '/bench-sentinel/' | tr -d '"' >"$WORK/reqs.txt" || true
@@ -258,7 +260,10 @@ report() { # LABEL ARGS...
 
 echo >&2
 printf '%-16s %9s %12s %13s %12s %12s %10s\n' command requests "wall ms" "wall ms +${DELAY_MS}" "CPU s" "round trips" "after tag"
+SUFFIX=":v1"
 report "verify --policy" --policy policy.toml
 report "verify --key" --key release.pub
+SUFFIX="@${PINNED#*@}"
+report "--policy @digest" --policy policy.toml
 echo "medians of $RUNS runs; round trips = (wall +delay - wall direct) / delay, rounded, resolve included;"
 echo "after tag = round trips after the tag is resolved (issue 7's bar: at most 4)."

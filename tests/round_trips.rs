@@ -109,6 +109,20 @@ fn verify_policy_of_a_signed_and_attested_artifact_makes_seven_requests() {
         7,
         "resolve + .sig + .att + referrers probe + 3 blobs: {seen:#?}"
     );
+
+    // pinned by digest: the same requests, the manifest read by its digest (sent with the evidence reads)
+    reg.clear_requests();
+    assert_eq!(
+        env.sp(&["--plain-http", "verify", &pinned, "--policy", "policy.toml"])
+            .ok(),
+        pinned
+    );
+    let seen = show(&reg.requests());
+    assert!(
+        seen.contains(&format!("GET /v2/team/app/manifests/{digest} 200")),
+        "{seen:#?}"
+    );
+    assert_eq!(seen.len(), 7, "{seen:#?}");
 }
 
 #[test]

@@ -153,9 +153,7 @@ pub async fn verify_signatures(
     reference: &Reference,
     keys: &[TrustedKey],
 ) -> Result<SignatureReport> {
-    let subject = store::resolve(store, reference).await?;
-    let digest = subject.digest();
-    let evidence = Evidence::gather(store, &digest).await?;
+    let (digest, evidence) = resolve_and_gather(store, reference).await?;
     let report = evidence.signatures(reference, &digest, keys);
     let revoked = evidence.revocations(reference, &digest, keys);
     // a revocation by a trusted key denies before anything else, however good the signatures are
@@ -489,6 +487,29 @@ fn revocations_in(report: AttestationReport, digest: &Digest) -> Vec<Revoked> {
     out
 }
 
+/// Resolves `reference` once and reads its evidence. A reference pinned by digest needs nothing from the
+/// resolve to name the evidence, so both go out together (one round trip less); the resolve must still succeed
+/// (the manifest exists and hashes to the digest) before anything counts.
+async fn resolve_and_gather(
+    store: &dyn Store,
+    reference: &Reference,
+) -> Result<(Digest, Evidence)> {
+    match reference.digest() {
+        Some(pinned) => {
+            let (subject, evidence) = futures_util::future::try_join(
+                store::resolve(store, reference),
+                Evidence::gather(store, pinned),
+            )
+            .await?;
+            Ok((subject.digest(), evidence))
+        }
+        None => {
+            let digest = store::resolve(store, reference).await?.digest();
+            Ok((digest, Evidence::gather(store, &digest).await?))
+        }
+    }
+}
+
 /// Every signature and attestation layer of one digest, read together in the fewest round trips (see
 /// [`evidence::read_kinds`]), so that signatures, revocations and each attestation type are checked against the
 /// same bytes without fetching anything twice.
@@ -576,8 +597,7 @@ pub async fn verify_policy(
     policy: &policy::Policy,
     now: time::OffsetDateTime,
 ) -> Result<PolicyReport> {
-    let subject = store::resolve(store, reference).await?;
-    let digest = subject.digest();
+    let (digest, evidence) = resolve_and_gather(store, reference).await?;
     let keys = policy.trusted_keys();
     let repository = reference.repository_name();
     let types: Vec<String> = policy
@@ -589,7 +609,6 @@ pub async fn verify_policy(
                 .collect()
         })
         .unwrap_or_default();
-    let evidence = Evidence::gather(store, &digest).await?;
     let signatures = evidence.signatures(reference, &digest, &keys);
     let revoked = evidence.revocations(reference, &digest, &keys);
     let attestations: Vec<AttestationReport> = types
