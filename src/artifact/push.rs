@@ -341,18 +341,9 @@ pub async fn push(
             .collect()
     };
 
-    // no-clobber (a release tag never moves silently) and which blobs are missing, the config `{}` included:
-    // the tag read and every HEAD go out together, one round trip
-    let config = Descriptor::empty_json();
-    let blobs: Vec<&Descriptor> = std::iter::once(&config)
-        .chain(prepared.iter().map(|p| &p.desc))
-        .collect();
-    let (existing, present) = futures_util::future::try_join(
-        store.fetch_manifest(ManifestRef::Tag(&tag)),
-        try_join_all(blobs.iter().map(|d| store.blob_exists(&d.digest))),
-    )
-    .await?;
-    if let Some(existing) = existing {
+    // no-clobber: a release tag never moves silently. Read first and alone: a re-push of the same artifact
+    // ends here, with one request
+    if let Some(existing) = store.fetch_manifest(ManifestRef::Tag(&tag)).await? {
         if existing.digest() == digest {
             return Ok(PushReport {
                 reference: pinned,
@@ -373,7 +364,13 @@ pub async fn push(
         }
     }
 
-    // then mount or upload the missing ones, a few at a time
+    // which blobs are missing, the config `{}` included (HEADs in parallel); then mount or upload those, a few
+    // at a time
+    let config = Descriptor::empty_json();
+    let blobs: Vec<&Descriptor> = std::iter::once(&config)
+        .chain(prepared.iter().map(|p| &p.desc))
+        .collect();
+    let present = try_join_all(blobs.iter().map(|d| store.blob_exists(&d.digest))).await?;
     use futures_util::{StreamExt, TryStreamExt};
     let prepared_ref = &prepared;
     let mut transfers: Vec<Transfer> =
