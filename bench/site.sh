@@ -344,7 +344,7 @@ oras = {(r["op"].split("-")[0], r["run"]): float(r["wall_s"]) for r in rows if r
 print()
 print(f"sealpack site bench: {files} files, {int(size) / 1e6:.1f} MB, {runs} run(s), docker-registry {reg_version} "
       f"(plain http, loopback), {ncpu} cores; medians")
-hdr = f"{'operation':<20}{'ok/n':>6}{'wall s':>9}{'client CPU s':>14}{'peak RSS MiB':>14}{'registry CPU s':>16}{'reqs':>6}{'x oras-py':>11}  notes"
+hdr = f"{'operation':<30}{'ok/n':>6}{'wall s':>9}{'client CPU s':>14}{'peak RSS MiB':>14}{'registry CPU s':>16}{'reqs':>6}{'x oras-py':>11}  notes"
 print(hdr)
 print("-" * len(hdr))
 summary = {}
@@ -362,7 +362,7 @@ for op in ["push-cold", "push-warm", "pull"]:
         if len(good) < len(rs):
             notes.append(f"{len(rs) - len(good)} failed")
         label = f"{op.replace('-', ' ')} {labels.get(tool, tool)}"
-        print(f"{label:<20}{len(good):>3}/{len(rs):<2}{f(med([float(r['wall_s']) for r in good]), '%.3f'):>9}"
+        print(f"{label:<30}{len(good):>3}/{len(rs):<2}{f(med([float(r['wall_s']) for r in good]), '%.3f'):>9}"
               f"{f(med([float(r['cpu_s']) for r in good]), '%.2f'):>14}"
               f"{f(med([int(r['rss_kib']) / 1024 for r in good]), '%.0f'):>14}"
               f"{f(med([float(r['reg_cpu_s']) for r in good]), '%.2f'):>16}"
