@@ -96,6 +96,9 @@ pub struct PushReport {
     pub unchanged: bool,
 }
 
+/// Blobs mounted or uploaded at the same time.
+const UPLOADS_IN_FLIGHT: usize = 4;
+
 /// A layer ready to upload.
 struct Prepared {
     desc: Descriptor,
@@ -232,11 +235,10 @@ async fn prepare(paths: &[PathBuf], opts: &PushOptions, tmp: &Path) -> Result<Ve
                     other => Error::usage(format!("cannot pack {}: {other}", p.display())),
                 })?;
                 let (digest, size, inner) = w.finish();
+                // a temporary file: flushed to the kernel, no fsync (it is read back at once and deleted)
                 inner
                     .into_inner()
-                    .map_err(|e| Error::io("writing", &packed2, e.into_error()))?
-                    .sync_all()
-                    .map_err(|e| Error::io("writing", &packed2, e))?;
+                    .map_err(|e| Error::io("writing", &packed2, e.into_error()))?;
                 Ok((summary, digest, size))
             })
             .await
@@ -344,7 +346,8 @@ pub async fn push(
             .collect()
     };
 
-    // no-clobber: a release tag never moves silently
+    // no-clobber: a release tag never moves silently. Read first and alone: a re-push of the same artifact
+    // ends here, with one request
     if let Some(existing) = store.fetch_manifest(ManifestRef::Tag(&tag)).await? {
         if existing.digest() == digest {
             return Ok(PushReport {
@@ -366,39 +369,44 @@ pub async fn push(
         }
     }
 
-    // which blobs are missing? (HEADs in parallel); then mount or upload each, the config `{}` included
+    // which blobs are missing, the config `{}` included (HEADs in parallel); then mount or upload those, a few
+    // at a time
     let config = Descriptor::empty_json();
-    let present = try_join_all(
-        std::iter::once(&config)
-            .chain(prepared.iter().map(|p| &p.desc))
-            .map(|d| store.blob_exists(&d.digest)),
-    )
-    .await?;
-    let mut transfers = Vec::new();
-    let mut uploaded = 0;
-    for (i, have) in present.iter().enumerate() {
-        let (desc, source) = match i {
-            0 => (&config, BlobSource::Bytes(bytes::Bytes::from_static(b"{}"))),
-            _ => {
-                let p = &prepared[i - 1];
-                (&p.desc, BlobSource::File(p.source.clone()))
-            }
-        };
-        let transfer = if *have {
-            Transfer::Present
-        } else if store.try_mount(desc).await? {
-            Transfer::Mounted
-        } else {
-            let bar = observer.transfer(desc.title().unwrap_or("config"), desc.size);
-            let progress = move |n: u64| bar(n);
-            store.put_blob(desc, source, &progress).await?;
-            uploaded += desc.size;
-            Transfer::Uploaded
-        };
-        if i > 0 {
-            transfers.push(transfer);
-        }
-    }
+    let blobs: Vec<&Descriptor> = std::iter::once(&config)
+        .chain(prepared.iter().map(|p| &p.desc))
+        .collect();
+    let present = try_join_all(blobs.iter().map(|d| store.blob_exists(&d.digest))).await?;
+    use futures_util::{StreamExt, TryStreamExt};
+    let prepared_ref = &prepared;
+    let mut transfers: Vec<Transfer> =
+        futures_util::stream::iter(blobs.iter().zip(&present).enumerate().map(
+            |(i, (desc, have))| async move {
+                if *have {
+                    return Ok::<_, Error>(Transfer::Present);
+                }
+                if store.try_mount(desc).await? {
+                    return Ok(Transfer::Mounted);
+                }
+                let source = match i {
+                    0 => BlobSource::Bytes(bytes::Bytes::from_static(b"{}")),
+                    _ => BlobSource::File(prepared_ref[i - 1].source.clone()),
+                };
+                let bar = observer.transfer(desc.title().unwrap_or("config"), desc.size);
+                let progress = move |n: u64| bar(n);
+                store.put_blob(desc, source, &progress).await?;
+                Ok(Transfer::Uploaded)
+            },
+        ))
+        .buffered(UPLOADS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    let uploaded: u64 = blobs
+        .iter()
+        .zip(&transfers)
+        .filter(|(_, t)| **t == Transfer::Uploaded)
+        .map(|(d, _)| d.size)
+        .sum();
+    transfers.remove(0); // the config
     store.put_manifest(&raw, Some(&tag)).await?;
     drop(tmp);
     Ok(PushReport {

@@ -249,13 +249,38 @@ pub async fn read(
     kind: Kind,
     max_layer_size: u64,
 ) -> Result<(Vec<EvidenceLayer>, Vec<String>)> {
-    let tag = kind.tag(subject);
+    let mut all = read_kinds(store, subject, &[(kind, max_layer_size)]).await?;
+    Ok(all.pop().expect("one kind asked, one answer"))
+}
+
+/// Like [`read`] for several kinds at once (each with its layer size cap), in as few registry round trips as
+/// the formats allow: every kind's tag and one referrers query (filtered by `artifactType` when one kind is
+/// asked, else unfiltered and split here) together; then, only when the referrers API lists manifests the tags
+/// do not hold, those manifests together; then every blob of every kind together. Returns one result per kind,
+/// in the order asked.
+pub async fn read_kinds(
+    store: &dyn Store,
+    subject: &Digest,
+    kinds: &[(Kind, u64)],
+) -> Result<Vec<(Vec<EvidenceLayer>, Vec<String>)>> {
+    use futures_util::{StreamExt, TryStreamExt};
+    let tags: Vec<String> = kinds.iter().map(|(k, _)| k.tag(subject)).collect();
+    let filter = match kinds {
+        [(k, _)] => k.artifact_type(),
+        _ => "",
+    };
     let (tagged, referrers) = futures_util::future::try_join(
-        store.fetch_manifest(ManifestRef::Tag(&tag)),
-        store.referrers(subject, kind.artifact_type()),
+        futures_util::future::try_join_all(
+            tags.iter()
+                .map(|t| store.fetch_manifest(ManifestRef::Tag(t))),
+        ),
+        store.referrers(subject, filter),
     )
     .await?;
-    let mut manifests: Vec<RawManifest> = tagged.into_iter().collect();
+    let mut per_kind: Vec<Vec<RawManifest>> = tagged
+        .into_iter()
+        .map(|t| t.into_iter().collect())
+        .collect();
     if let Some(list) = referrers {
         if list.len() > MAX_REFERRERS {
             return Err(Error::untrusted(
@@ -263,15 +288,80 @@ pub async fn read(
                 format!("more than {MAX_REFERRERS} entries"),
             ));
         }
+        // which kind each listed manifest belongs to (by its artifactType), minus those a tag already gave
+        let mut missing: Vec<(usize, Digest)> = Vec::new();
         for d in list {
-            if manifests.iter().any(|m| m.digest() == d.digest) {
+            let Some(i) = kinds
+                .iter()
+                .position(|(k, _)| d.artifact_type.as_deref() == Some(k.artifact_type()))
+            else {
+                continue;
+            };
+            if per_kind[i].iter().any(|m| m.digest() == d.digest)
+                || missing.iter().any(|(j, m)| *j == i && *m == d.digest)
+            {
                 continue;
             }
-            if let Some(m) = store.fetch_manifest(ManifestRef::Digest(&d.digest)).await? {
-                manifests.push(m);
+            missing.push((i, d.digest));
+        }
+        let fetched: Vec<Option<RawManifest>> = futures_util::stream::iter(
+            missing
+                .iter()
+                .map(|(_, d)| store.fetch_manifest(ManifestRef::Digest(d))),
+        )
+        .buffered(8)
+        .try_collect()
+        .await?;
+        for ((i, _), m) in missing.iter().zip(fetched) {
+            if let Some(m) = m {
+                per_kind[*i].push(m);
             }
         }
     }
+    let mut wanted = Vec::new();
+    let mut skipped: Vec<Vec<String>> = vec![Vec::new(); kinds.len()];
+    for (k, ((kind, max_layer_size), manifests)) in kinds.iter().zip(per_kind).enumerate() {
+        let (w, s) = wanted_layers(subject, *kind, *max_layer_size, manifests)?;
+        wanted.extend(
+            w.into_iter()
+                .map(|(index, manifest, desc)| (k, index, manifest, desc)),
+        );
+        skipped[k] = s;
+    }
+    // the blobs of every kind are fetched concurrently (in order, a few at a time): one round trip for all of
+    // them in practice
+    let fetched: Vec<(usize, EvidenceLayer)> = futures_util::stream::iter(wanted.into_iter().map(
+        |(k, index, manifest, desc)| async move {
+            let bytes = store.get_blob(&desc).await?.into_bytes(kinds[k].1).await?;
+            Ok::<_, Error>((
+                k,
+                EvidenceLayer {
+                    index,
+                    manifest,
+                    desc,
+                    bytes,
+                },
+            ))
+        },
+    ))
+    .buffered(8)
+    .try_collect()
+    .await?;
+    let mut out: Vec<Vec<EvidenceLayer>> = vec![Vec::new(); kinds.len()];
+    for (k, layer) in fetched {
+        out[k].push(layer);
+    }
+    Ok(out.into_iter().zip(skipped).collect())
+}
+
+/// The layers of `manifests` worth fetching as evidence of `kind`, with the reasons for the ones skipped.
+#[allow(clippy::type_complexity)]
+fn wanted_layers(
+    subject: &Digest,
+    kind: Kind,
+    max_layer_size: u64,
+    manifests: Vec<RawManifest>,
+) -> Result<(Vec<(usize, Digest, Descriptor)>, Vec<String>)> {
     let mut wanted = Vec::new();
     let mut skipped = Vec::new();
     let mut seen: BTreeMap<(Digest, String), ()> = BTreeMap::new();
@@ -337,25 +427,5 @@ pub async fn read(
             wanted.push((index, raw.digest(), layer));
         }
     }
-    // the blobs are fetched concurrently (in order, a few at a time): one round trip for all of them in practice
-    use futures_util::{StreamExt, TryStreamExt};
-    let out = futures_util::stream::iter(wanted.into_iter().map(
-        |(index, manifest, desc)| async move {
-            let bytes = store
-                .get_blob(&desc)
-                .await?
-                .into_bytes(max_layer_size)
-                .await?;
-            Ok::<_, Error>(EvidenceLayer {
-                index,
-                manifest,
-                desc,
-                bytes,
-            })
-        },
-    ))
-    .buffered(8)
-    .try_collect()
-    .await?;
-    Ok((out, skipped))
+    Ok((wanted, skipped))
 }
