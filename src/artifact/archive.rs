@@ -716,11 +716,61 @@ pub fn pack_dir<W: Write>(dir: &Path, prefix: &str, out: W) -> Result<PackSummar
     pack_dir_level(dir, prefix, out, PACK_LEVEL)
 }
 
+/// Sees the content of every regular file [`pack_dir_tapped`] packs, in the same read (the secret scanner).
+pub trait FileTap {
+    /// A file named `name` inside the archive (`prefix/<relative path>`) starts.
+    fn start(&mut self, name: &str);
+    /// Its next bytes, in order.
+    fn data(&mut self, bytes: &[u8]);
+    /// It was packed whole.
+    fn end(&mut self);
+}
+
+impl FileTap for () {
+    fn start(&mut self, _: &str) {}
+    fn data(&mut self, _: &[u8]) {}
+    fn end(&mut self) {}
+}
+
+/// Passes a file's bytes to a [`FileTap`] as they are read.
+struct TapReader<'t, R: Read> {
+    inner: R,
+    tap: &'t mut dyn FileTap,
+}
+
+impl<R: Read> Read for TapReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.tap.data(buf.get(..n).unwrap_or_default());
+        Ok(n)
+    }
+}
+
+/// [`pack_dir`], also giving every file's bytes to `tap` as they are packed (no second read).
+pub fn pack_dir_tapped<W: Write>(
+    dir: &Path,
+    prefix: &str,
+    out: W,
+    tap: &mut dyn FileTap,
+) -> Result<PackSummary, ArchiveError> {
+    pack_dir_with(dir, prefix, out, PACK_LEVEL, tap)
+}
+
 fn pack_dir_level<W: Write>(
     dir: &Path,
     prefix: &str,
     out: W,
     level: u32,
+) -> Result<PackSummary, ArchiveError> {
+    pack_dir_with(dir, prefix, out, level, &mut ())
+}
+
+fn pack_dir_with<W: Write>(
+    dir: &Path,
+    prefix: &str,
+    out: W,
+    level: u32,
+    tap: &mut dyn FileTap,
 ) -> Result<PackSummary, ArchiveError> {
     let defaults = Limits::default();
     let prefix_comps = parse_name(prefix.as_bytes(), defaults.max_path_len, defaults.max_depth)
@@ -862,6 +912,11 @@ fn pack_dir_level<W: Write>(
                 remaining: size,
                 failed: &source_error,
             };
+            tap.start(&name);
+            let reader = TapReader {
+                inner: reader,
+                tap: &mut *tap,
+            };
             if let Err(e) = builder.append_data(&mut header, Path::new(&name), reader) {
                 return Err(match source_error.borrow_mut().take() {
                     Some(source) => ArchiveError::Io {
@@ -871,6 +926,7 @@ fn pack_dir_level<W: Write>(
                     None => out_err(e),
                 });
             }
+            tap.end();
             summary.files += 1;
             summary.bytes = summary.bytes.saturating_add(size);
         } else if ft.is_symlink() {

@@ -6,6 +6,7 @@ pub mod contents;
 pub mod inspect;
 pub mod pull;
 pub mod push;
+pub mod secrets;
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
