@@ -13,9 +13,10 @@
 //!   string constant) is not a key and is not reported.
 //! - tokens by their documented prefixes, with exact lengths and word boundaries: `aws-access-key`
 //!   (`AKIA`/`ASIA` + 16 of `[A-Z0-9]`), `github-token` (`ghp_`/`gho_`/`ghu_`/`ghs_`/`ghr_` + 36 alphanumerics,
-//!   `github_pat_` + 82 of `[A-Za-z0-9_]`), `gitlab-token` (`glpat-` + 20 or more), `slack-token` (`xox[abprs]-`
-//!   + 10 or more with a digit), `google-api-key` (`AIza` + 35), `stripe-key` (`sk_live_`/`rk_live_` + 20 or
-//!   more), `npm-token` (`npm_` + 36), `pypi-token` (`pypi-AgEIcHlwaS5vcmc` + 50 or more).
+//!   `github_pat_` + 82 of `[A-Za-z0-9_]`), `gitlab-token` (`glpat-` + 20 or more), `slack-token`
+//!   (`xox[abprs]-` with 10 or more after it, a digit among them), `google-api-key` (`AIza` + 35), `stripe-key`
+//!   (`sk_live_`/`rk_live_` + 20 or more), `npm-token` (`npm_` + 36), `pypi-token` (`pypi-AgEIcHlwaS5vcmc` + 50
+//!   or more).
 //!
 //! Rules applied to text files only (a NUL byte in a line ends them for that file), chosen by the file's name:
 //! - `dotenv-file`: `.env` and `.env.*` (but `.env.example`, `.sample`, `.template`, `.dist`, `.defaults`, which
@@ -1423,5 +1424,165 @@ mod tests {
         assert!(Allow::parse("a:0").is_err());
         assert!(Allow::parse("").is_err());
         assert_eq!(Allow::parse("x:7").unwrap().to_string(), "x:7");
+    }
+
+    // -----------------------------------------------------------------------------------------------------------
+    // Measurement (run with: cargo test --release --lib -- --ignored --nocapture bench_scan_cost)
+
+    /// CPU time of this thread (user + system), from the scheduler's accounting.
+    fn thread_cpu_ns() -> u64 {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+        let mut x = seed | 1;
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
+    /// Median (wall ms, CPU ms) of `runs` runs of `f`.
+    fn median_of(runs: usize, mut f: impl FnMut()) -> (f64, f64) {
+        let mut wall = Vec::new();
+        let mut cpu = Vec::new();
+        for _ in 0..runs {
+            let c = thread_cpu_ns();
+            let t = std::time::Instant::now();
+            f();
+            wall.push(t.elapsed().as_secs_f64() * 1e3);
+            cpu.push((thread_cpu_ns() - c) as f64 / 1e6);
+        }
+        wall.sort_by(f64::total_cmp);
+        cpu.sort_by(f64::total_cmp);
+        (wall[runs / 2], cpu[runs / 2])
+    }
+
+    /// Reads a file through the SHA-256 hasher, as push does, with or without the scanner.
+    fn hash_file(path: &std::path::Path, title: &str, scan: bool) -> usize {
+        use std::io::Read;
+        struct Tee<'a>(std::fs::File, Option<&'a mut FileScanner>);
+        impl Read for Tee<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.read(buf)?;
+                if let Some(s) = &mut self.1 {
+                    s.update(&buf[..n]);
+                }
+                Ok(n)
+            }
+        }
+        let mut scanner = FileScanner::new(title);
+        let f = std::fs::File::open(path).unwrap();
+        crate::digest::hash_reader(Tee(f, scan.then_some(&mut scanner))).unwrap();
+        scanner.finish().findings.len()
+    }
+
+    #[test]
+    #[ignore = "measurement"]
+    fn bench_scan_cost() {
+        use std::io::Write;
+        let runs: usize = std::env::var("RUNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5);
+        let tmp = tempfile::tempdir_in(std::env::var_os("BENCH_TMP").unwrap_or_else(|| ".".into()))
+            .unwrap();
+        // 10,000 files, ~33 MB: 70% markup-like text, 30% random bytes (as archive's bench_pack_levels)
+        let site = tmp.path().join("site");
+        let mut rnd = xorshift(42);
+        let words = [
+            "<div>",
+            "class=\"card\"",
+            "lorem",
+            "ipsum",
+            "</div>",
+            "\n",
+            "<p>",
+            "dolor",
+            "{",
+            "}",
+        ];
+        for d in 0..100 {
+            let sub = site.join(format!("section-{d:03}"));
+            std::fs::create_dir_all(&sub).unwrap();
+            for f in 0..100 {
+                let n = d * 100 + f;
+                let data: Vec<u8> = if n % 10 < 7 {
+                    let target = 1500 + (rnd() % 2800) as usize;
+                    let mut s = String::new();
+                    while s.len() < target {
+                        s.push_str(words[(rnd() % words.len() as u64) as usize]);
+                        s.push(' ');
+                    }
+                    s.into_bytes()
+                } else {
+                    (0..3000 + rnd() % 2600).map(|_| rnd() as u8).collect()
+                };
+                let ext = if n % 10 < 7 { "html" } else { "bin" };
+                std::fs::write(sub.join(format!("page-{f:03}.{ext}")), data).unwrap();
+            }
+        }
+        // 1 GiB of random bytes (a binary), and 256 MiB of text under a config name (every line rule runs)
+        let big = tmp.path().join("big.bin");
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&big).unwrap());
+        let mut rnd = xorshift(7);
+        for _ in 0..(1u64 << 30) / 8 {
+            w.write_all(&rnd().to_le_bytes()).unwrap();
+        }
+        w.flush().unwrap();
+        drop(w);
+        let text = tmp.path().join("data.json");
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&text).unwrap());
+        let mut n = 0u64;
+        while n < 256 << 20 {
+            let line = format!(
+                "  \"key_{n}\": \"value {}\", \"token\": \"{:x}\",\n",
+                n * 7,
+                rnd() % 1000
+            );
+            n += line.len() as u64;
+            w.write_all(line.as_bytes()).unwrap();
+        }
+        w.flush().unwrap();
+        drop(w);
+
+        let pack = |scan: bool| {
+            let mut tap = FolderScanner::default();
+            if scan {
+                crate::artifact::archive::pack_dir_tapped(&site, "site", std::io::sink(), &mut tap)
+                    .unwrap();
+            } else {
+                crate::artifact::archive::pack_dir(&site, "site", std::io::sink()).unwrap();
+            }
+            assert!(tap.found.is_empty());
+        };
+        pack(true); // warm the page cache
+        for (what, scan) in [
+            ("pack 10,000 files, no scan", false),
+            ("pack 10,000 files, scan", true),
+        ] {
+            let (wall, cpu) = median_of(runs, || pack(scan));
+            println!("{what:36} median {wall:8.1} ms wall {cpu:8.1} ms cpu");
+        }
+        for (path, title) in [(&big, "big.bin"), (&text, "data.json")] {
+            hash_file(path, title, false);
+            for scan in [false, true] {
+                let (wall, cpu) = median_of(runs, || {
+                    assert_eq!(hash_file(path, title, scan), 0);
+                });
+                let mb = std::fs::metadata(path).unwrap().len() as f64 / 1048576.0;
+                println!(
+                    "hash {title:9} {mb:5.0} MiB, scan={scan:5}   median {wall:8.1} ms wall {cpu:8.1} ms cpu  ({:.0} MiB/s)",
+                    mb / (wall / 1e3)
+                );
+            }
+        }
     }
 }
