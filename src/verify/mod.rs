@@ -416,21 +416,32 @@ pub async fn verify_attestation(
 ) -> Result<AttestationReport> {
     let subject = store::resolve(store, reference).await?;
     let digest = subject.digest();
+    // one read of the attestations serves both the requested type and the revocations
+    let (layers, skipped) = evidence::read(
+        store,
+        &digest,
+        Kind::Attestation,
+        crate::formats::dsse::MAX_ENVELOPE_SIZE as u64,
+    )
+    .await?;
     let asks_for_revocations = crate::formats::intoto::predicate_type_matches(
         crate::formats::revocation::PREDICATE_TYPE,
         predicate_type,
     );
-    let (report, revoked) = futures_util::future::try_join(
-        check_attestations(store, reference, &digest, keys, predicate_type),
-        async {
-            if asks_for_revocations {
-                Ok(Vec::new())
-            } else {
-                check_revocations(store, reference, &digest, keys).await
-            }
-        },
-    )
-    .await?;
+    let revoked = if asks_for_revocations {
+        Vec::new()
+    } else {
+        let revocations = attestation_report(
+            reference,
+            &digest,
+            keys,
+            crate::formats::revocation::PREDICATE_TYPE,
+            layers.clone(),
+            Vec::new(),
+        );
+        revocations_in(revocations, &digest)
+    };
+    let report = attestation_report(reference, &digest, keys, predicate_type, layers, skipped);
     // as every verify: a digest revoked by a trusted key is denied, whatever else is attached to it
     if !revoked.is_empty() {
         return Err(Error::Denied {
