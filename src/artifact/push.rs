@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use futures_util::future::try_join_all;
+use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 
 use super::Observer;
@@ -30,6 +30,8 @@ pub struct PushOptions {
     pub artifact_type: Option<String>,
     /// Media type for file layers (default `application/octet-stream`).
     pub file_media_type: Option<String>,
+    /// Push a folder as one layer per regular file (titled `FOLDER/REL/PATH`) instead of one tar+gzip layer.
+    pub layer_per_file: bool,
     /// Extra manifest annotations; they win over the ones sealpack fills in.
     pub annotations: BTreeMap<String, String>,
     /// The git commit; default: `git rev-parse HEAD` in `work_dir` when it is inside a work tree.
@@ -215,7 +217,9 @@ async fn prepare(paths: &[PathBuf], opts: &PushOptions, tmp: &Path) -> Result<Ve
             )));
         }
         let p = path.clone();
-        if meta.is_dir() {
+        if meta.is_dir() && opts.layer_per_file {
+            out.extend(prepare_files_of_folder(path, &title, opts).await?);
+        } else if meta.is_dir() {
             let packed = tmp.join(format!("layer-{i}.tar.gz"));
             let packed2 = packed.clone();
             let t = title.clone();
@@ -282,6 +286,126 @@ async fn prepare(paths: &[PathBuf], opts: &PushOptions, tmp: &Path) -> Result<Ve
         }
     }
     Ok(out)
+}
+
+/// How many files `--layer-per-file` hashes at once, and how many blobs a push uploads at once.
+const PARALLEL_FILES: usize = 4;
+/// How many HEAD requests a push has in flight at once.
+const PARALLEL_HEADS: usize = 16;
+/// Most files `--layer-per-file` takes from one folder (each is a descriptor in a manifest capped at 4 MiB).
+pub const MAX_LAYER_FILES: usize = 10_000;
+
+/// `--layer-per-file`: one layer per regular file below `dir`, titled by its path relative to the folder's parent
+/// (`model/weights/part-01.bin`), so pull recreates the tree. Files are hashed [`PARALLEL_FILES`] at a time;
+/// layers come sorted by title whatever the hashing order. Refused, as in folder packing: special files
+/// (FIFOs, sockets, devices) and names that would not come back as the same path; also every symlink (a file
+/// layer cannot be a link: push the folder as one layer to keep links). Folders come back only as the parents
+/// of their files (an empty folder is not pushed).
+async fn prepare_files_of_folder(
+    dir: &Path,
+    folder_title: &str,
+    opts: &PushOptions,
+) -> Result<Vec<Prepared>> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+    let refuse = |path: &Path, why: String| {
+        Error::usage_hint(
+            format!(
+                "cannot push {} with --layer-per-file: {why}",
+                path.display()
+            ),
+            "fix or remove it, or push the folder as one layer (without --layer-per-file)",
+        )
+    };
+    let mut files: Vec<(String, PathBuf, bool)> = Vec::new();
+    let walker = walkdir::WalkDir::new(dir).min_depth(1).follow_links(false);
+    for item in walker {
+        let item = item.map_err(|e| {
+            let path = e.path().unwrap_or(dir).to_path_buf();
+            let source = e
+                .into_io_error()
+                .unwrap_or_else(|| std::io::Error::other("directory walk failed"));
+            Error::io("reading", path, source)
+        })?;
+        let ft = item.file_type();
+        if ft.is_dir() {
+            continue;
+        }
+        let path = item.path();
+        if ft.is_symlink() {
+            return Err(refuse(
+                path,
+                "it is a symlink, and a file layer cannot be a link".into(),
+            ));
+        }
+        if !ft.is_file() {
+            let kind = if ft.is_fifo() {
+                "FIFO"
+            } else if ft.is_socket() {
+                "socket"
+            } else if ft.is_char_device() {
+                "character device"
+            } else if ft.is_block_device() {
+                "block device"
+            } else {
+                "special file"
+            };
+            return Err(refuse(path, format!("it is a {kind}")));
+        }
+        let rel = path
+            .strip_prefix(dir)
+            .ok()
+            .and_then(Path::to_str)
+            .ok_or_else(|| refuse(path, "its name is not UTF-8".into()))?;
+        let title = format!("{folder_title}/{rel}");
+        // pull takes titles through the same check: refuse here what it would refuse there
+        super::safe_relative_path(&title).map_err(|e| refuse(path, e.to_string()))?;
+        let meta = item
+            .metadata()
+            .map_err(|e| Error::io("reading", path, e.into()))?;
+        files.push((
+            title,
+            path.to_path_buf(),
+            meta.permissions().mode() & 0o111 != 0,
+        ));
+        if files.len() > MAX_LAYER_FILES {
+            return Err(refuse(
+                dir,
+                format!("it holds more than {MAX_LAYER_FILES} files (one layer each)"),
+            ));
+        }
+    }
+    if files.is_empty() {
+        return Err(refuse(dir, "it holds no files".into()));
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let media_type = opts
+        .file_media_type
+        .clone()
+        .unwrap_or_else(|| media::OCTET_STREAM.into());
+    stream::iter(files)
+        .map(|(title, path, executable)| {
+            let cache = opts.digest_cache.clone();
+            let media_type = media_type.clone();
+            async move {
+                let p = path.clone();
+                let (digest, size) =
+                    tokio::task::spawn_blocking(move || hash_file(&p, cache.as_ref()))
+                        .await
+                        .expect("hash task panicked")?;
+                let mut a = BTreeMap::from([(annotations::TITLE.to_string(), title)]);
+                if executable {
+                    a.insert(annotations::FILE_MODE.to_string(), "0755".to_string());
+                }
+                let mut desc = Descriptor::new(media_type, digest, size);
+                desc.annotations = Some(a);
+                Ok::<_, Error>(Prepared { desc, source: path })
+            }
+        })
+        .buffered(PARALLEL_FILES)
+        .try_collect()
+        .await
 }
 
 /// Pushes `paths` to `target` (which must carry a tag) in `store`.
@@ -366,39 +490,43 @@ pub async fn push(
         }
     }
 
-    // which blobs are missing? (HEADs in parallel); then mount or upload each, the config `{}` included
+    // which blobs are missing? (HEADs in parallel, bounded); then mount or upload each missing one, a few at a
+    // time, the config `{}` included; a digest shared by several layers (two equal files) is sent once
     let config = Descriptor::empty_json();
-    let present = try_join_all(
-        std::iter::once(&config)
-            .chain(prepared.iter().map(|p| &p.desc))
-            .map(|d| store.blob_exists(&d.digest)),
-    )
-    .await?;
-    let mut transfers = Vec::new();
-    let mut uploaded = 0;
-    for (i, have) in present.iter().enumerate() {
-        let (desc, source) = match i {
-            0 => (&config, BlobSource::Bytes(bytes::Bytes::from_static(b"{}"))),
-            _ => {
-                let p = &prepared[i - 1];
-                (&p.desc, BlobSource::File(p.source.clone()))
+    let mut unique: Vec<(&Descriptor, BlobSource)> =
+        vec![(&config, BlobSource::Bytes(bytes::Bytes::from_static(b"{}")))];
+    let mut seen_digests = BTreeSet::from([config.digest]);
+    for p in &prepared {
+        if seen_digests.insert(p.desc.digest) {
+            unique.push((&p.desc, BlobSource::File(p.source.clone())));
+        }
+    }
+    let present: Vec<bool> = stream::iter(unique.iter().map(|(d, _)| store.blob_exists(&d.digest)))
+        .buffered(PARALLEL_HEADS)
+        .try_collect()
+        .await?;
+    let done: Vec<(Digest, Transfer, u64)> = stream::iter(unique.into_iter().zip(present))
+        .map(|((desc, source), have)| async move {
+            if have {
+                return Ok::<_, Error>((desc.digest, Transfer::Present, 0));
             }
-        };
-        let transfer = if *have {
-            Transfer::Present
-        } else if store.try_mount(desc).await? {
-            Transfer::Mounted
-        } else {
+            if store.try_mount(desc).await? {
+                return Ok((desc.digest, Transfer::Mounted, 0));
+            }
             let bar = observer.transfer(desc.title().unwrap_or("config"), desc.size);
             let progress = move |n: u64| bar(n);
             store.put_blob(desc, source, &progress).await?;
-            uploaded += desc.size;
-            Transfer::Uploaded
-        };
-        if i > 0 {
-            transfers.push(transfer);
-        }
-    }
+            Ok((desc.digest, Transfer::Uploaded, desc.size))
+        })
+        .buffered(PARALLEL_FILES)
+        .try_collect()
+        .await?;
+    let uploaded = done.iter().map(|(_, _, n)| n).sum();
+    let by_digest: BTreeMap<Digest, Transfer> = done.into_iter().map(|(d, t, _)| (d, t)).collect();
+    let transfers: Vec<Transfer> = prepared
+        .iter()
+        .map(|p| by_digest[&p.desc.digest].clone())
+        .collect();
     store.put_manifest(&raw, Some(&tag)).await?;
     drop(tmp);
     Ok(PushReport {
