@@ -76,6 +76,18 @@ pub enum Error {
         /// The registry's message.
         message: String,
     },
+    /// A request kept failing in ways that may pass (network, 5xx, 429) until the retries ran out.
+    #[error("{what} failed after {attempts} attempt{}: {why}; last error: {last}", if *attempts == 1 { "" } else { "s" })]
+    GaveUp {
+        /// The request or operation (`GET URL`, `uploading HOST/REPO@DIGEST`).
+        what: String,
+        /// Attempts made.
+        attempts: u32,
+        /// Why no further attempt was made (attempt cap, time budget, a source that cannot be replayed).
+        why: String,
+        /// The last failure.
+        last: Box<Error>,
+    },
     /// Authentication was refused or could not be done.
     #[error("authentication to {registry} failed: {reason}")]
     Auth {
@@ -206,6 +218,7 @@ impl Error {
             Error::Io { .. }
             | Error::Transport { .. }
             | Error::Registry { .. }
+            | Error::GaveUp { .. }
             | Error::Auth { .. }
             | Error::NotFound { .. }
             | Error::TagExists { .. }
@@ -220,6 +233,10 @@ impl Error {
         match self {
             Error::Usage { hint, .. } => hint.clone(),
             Error::Transport { hint, .. } => hint.map(str::to_string),
+            // a guess about plain HTTP from one reset does not fit a registry that answered before
+            Error::GaveUp { last, .. } => Some(last.hint().filter(|h| !h.contains("--plain-http")).unwrap_or_else(|| {
+                "the registry or the network kept failing: try again later, or allow more time with SEALPACK_RETRY_BUDGET (default 5m)".into()
+            })),
             Error::Auth { .. } => Some(
                 "check the credentials in ~/.docker/config.json (or DOCKER_CONFIG), or pass --username with --password-stdin"
                     .into(),

@@ -99,8 +99,8 @@ fn with_the_referrers_api_signatures_carry_their_subject_and_are_listed() {
     // nothing refers to the signature manifest itself
     assert!(listed(&reg, "app", &sig_digest, "").is_empty());
 
-    // verify passes, and it asked the referrers API for exactly cosign's signature type (and, for revocations,
-    // for the attestation type)
+    // verify passes, and it asked the referrers API once, unfiltered, for signatures and revocations together
+    // (split by artifactType on our side)
     reg.clear_requests();
     assert_eq!(
         env.sp(&["--plain-http", "verify", &target, "--key", "k.pub"])
@@ -111,17 +111,33 @@ fn with_the_referrers_api_signatures_carry_their_subject_and_are_listed() {
         .requests()
         .into_iter()
         .filter(|r| r.method == "GET" && r.path_only() == format!("/v2/app/referrers/{digest}"))
-        .filter(|r| {
-            r.query("artifactType").as_deref()
-                != Some("application/vnd.dev.cosign.artifact.att.v1+json")
-        })
         .collect();
     assert_eq!(asked.len(), 1, "{:?}", reg.requests());
     assert_eq!(asked[0].status, 200);
+    assert_eq!(asked[0].query("artifactType"), None, "{}", asked[0].path);
+    // verify-attestation asks for one type only, and the filter must arrive intact (a raw '+' in a query is a
+    // space)
+    reg.clear_requests();
+    env.sp(&[
+        "--plain-http",
+        "verify-attestation",
+        &target,
+        "--key",
+        "k.pub",
+        "--type",
+        "slsaprovenance",
+    ])
+    .expect_code(10);
+    let asked: Vec<_> = reg
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path_only() == format!("/v2/app/referrers/{digest}"))
+        .collect();
+    assert_eq!(asked.len(), 1, "{:?}", reg.requests());
     assert_eq!(
         asked[0].query("artifactType").as_deref(),
-        Some(SIG_ARTIFACT_TYPE),
-        "the filter must arrive intact (a raw '+' in a query is a space): {}",
+        Some("application/vnd.dev.cosign.artifact.att.v1+json"),
+        "{}",
         asked[0].path
     );
 }

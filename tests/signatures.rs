@@ -320,7 +320,7 @@ fn bad_keys_are_clear_errors_and_nothing_is_pushed() {
 }
 
 /// verify makes few requests, in three rounds: the manifest (resolve); then together the `.sig` and `.att`
-/// manifests (signatures and revocations) with a referrers probe for each; then the payload blobs together.
+/// manifests (signatures and revocations) with one referrers probe for both; then the payload blobs together.
 #[test]
 fn verify_makes_few_registry_requests() {
     let reg = Registry::start(Flavor::Plain);
@@ -342,8 +342,8 @@ fn verify_makes_few_registry_requests() {
         .collect();
     assert_eq!(
         reqs.len(),
-        6,
-        "resolve + .sig + .att + 2 referrers probes + 1 payload: {paths:#?}"
+        5,
+        "resolve + .sig + .att + 1 referrers probe + 1 payload: {paths:#?}"
     );
 }
 

@@ -580,63 +580,20 @@ fn oci_container_image() {
     assert!(r.stderr.contains("container image"), "{}", r.stderr);
     assert_eq!(current(&s.path().join("stg")), None);
 
-    // promote: the cluster runs it in staging (a signed deployment record says so); production gets that digest,
-    // re-verified, with a signed promotion statement (no --target: a container runtime runs it)
+    // production pulls from its own repository: copy carries the image with its signatures and attestations
+    // (same manifest bytes, same digest), and the policy passes there too
     deployment_record(&s, &pinned);
-    let r = s.sp(&[
-        "promote",
-        &format!("{repo}:v1"),
-        "--from",
-        "staging",
-        "--to",
-        "production",
-        "--policy",
-        "policy.toml",
-        "--sign-key",
-        "rel.key",
-    ]);
-    assert_eq!(r.ok(), pinned);
-    s.sp(&[
-        "verify-attestation",
-        &pinned,
-        "--key",
-        "rel.pub",
-        "--type",
-        PROMOTION,
-    ])
-    .ok();
-    // the image is untouched: skopeo still reads it, same digest
-    let inspected = run_tool(
-        s.path(),
-        "skopeo",
-        &[
-            "inspect",
-            "--tls-verify=false",
-            &format!("docker://{repo}:v1"),
-        ],
-    );
-    let v: serde_json::Value = serde_json::from_str(&inspected).unwrap();
-    assert_eq!(v["Digest"], digest_of(&pinned));
-}
+    let prod_repo = s.repo("image-prod");
+    let copied = s.sp(&["copy", &format!("{repo}:v1"), &prod_repo]).ok();
+    assert_eq!(copied, format!("{prod_repo}@{}", digest_of(&pinned)));
+    assert_eq!(s.verify(&format!("{prod_repo}:v1")).ok(), copied);
 
-#[test]
-#[ignore = "needs sealpack copy"]
-fn oci_container_image_copied_and_promoted_in_another_repository() {
-    let s = Story::new();
-    let pinned = container_image(&s, &s.repo("image"));
-    s.sign_attest_verify(&pinned, "v1", C1, false);
-    image_sbom(&s, &pinned);
-    deployment_record(&s, &pinned);
-    // copy carries the image with its signatures and attestations: same digest, the policy still passes there
-    let dst = format!("{}:v1", s.repo("image-prod"));
-    let copied = s
-        .sp(&["copy", &format!("{}:v1", s.repo("image")), &dst])
-        .ok();
-    assert_eq!(digest_of(&copied), digest_of(&pinned));
-    assert_eq!(s.verify(&dst).ok(), copied);
+    // promote there: the cluster runs it in staging (the signed deployment record, copied along, says so);
+    // production gets that digest, re-verified, with a signed promotion statement (no --target: a container
+    // runtime runs it)
     let r = s.sp(&[
         "promote",
-        &dst,
+        &format!("{prod_repo}:v1"),
         "--from",
         "staging",
         "--to",
@@ -647,6 +604,42 @@ fn oci_container_image_copied_and_promoted_in_another_repository() {
         "rel.key",
     ]);
     assert_eq!(r.ok(), copied);
+    assert!(r.stderr.contains("deployment record"), "{}", r.stderr);
+    s.sp(&[
+        "verify-attestation",
+        &copied,
+        "--key",
+        "rel.pub",
+        "--type",
+        PROMOTION,
+    ])
+    .ok();
+    // without a record for the source environment, promote refuses (exit 10)
+    let r = s.sp(&[
+        "promote",
+        &copied,
+        "--from",
+        "qa",
+        "--to",
+        "production",
+        "--policy",
+        "policy.toml",
+        "--sign-key",
+        "rel.key",
+    ]);
+    r.expect_code(10);
+    // the image is untouched: skopeo still reads it, same digest
+    let inspected = run_tool(
+        s.path(),
+        "skopeo",
+        &[
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{prod_repo}:v1"),
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&inspected).unwrap();
+    assert_eq!(v["Digest"], digest_of(&pinned));
 }
 
 #[test]

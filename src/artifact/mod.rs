@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod contents;
+pub mod copy;
 pub mod inspect;
 pub mod pull;
 pub mod push;

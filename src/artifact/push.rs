@@ -98,6 +98,9 @@ pub struct PushReport {
     pub unchanged: bool,
 }
 
+/// Blobs mounted or uploaded at the same time.
+const UPLOADS_IN_FLIGHT: usize = 4;
+
 /// A layer ready to upload.
 struct Prepared {
     desc: Descriptor,
@@ -236,11 +239,10 @@ async fn prepare(paths: &[PathBuf], opts: &PushOptions, tmp: &Path) -> Result<Ve
                     other => Error::usage(format!("cannot pack {}: {other}", p.display())),
                 })?;
                 let (digest, size, inner) = w.finish();
+                // a temporary file: flushed to the kernel, no fsync (it is read back at once and deleted)
                 inner
                     .into_inner()
-                    .map_err(|e| Error::io("writing", &packed2, e.into_error()))?
-                    .sync_all()
-                    .map_err(|e| Error::io("writing", &packed2, e))?;
+                    .map_err(|e| Error::io("writing", &packed2, e.into_error()))?;
                 Ok((summary, digest, size))
             })
             .await
@@ -288,7 +290,7 @@ async fn prepare(paths: &[PathBuf], opts: &PushOptions, tmp: &Path) -> Result<Ve
     Ok(out)
 }
 
-/// How many files `--layer-per-file` hashes at once, and how many blobs a push uploads at once.
+/// How many files `--layer-per-file` hashes at once.
 const PARALLEL_FILES: usize = 4;
 /// How many HEAD requests a push has in flight at once.
 const PARALLEL_HEADS: usize = 16;
@@ -468,7 +470,8 @@ pub async fn push(
             .collect()
     };
 
-    // no-clobber: a release tag never moves silently
+    // no-clobber: a release tag never moves silently. Read first and alone: a re-push of the same artifact
+    // ends here, with one request
     if let Some(existing) = store.fetch_manifest(ManifestRef::Tag(&tag)).await? {
         if existing.digest() == digest {
             return Ok(PushReport {
@@ -518,7 +521,7 @@ pub async fn push(
             store.put_blob(desc, source, &progress).await?;
             Ok((desc.digest, Transfer::Uploaded, desc.size))
         })
-        .buffered(PARALLEL_FILES)
+        .buffered(UPLOADS_IN_FLIGHT)
         .try_collect()
         .await?;
     let uploaded = done.iter().map(|(_, _, n)| n).sum();

@@ -234,7 +234,12 @@ pub(super) async fn cmd_deploy(ctx: &Ctx, a: DeployArgs) -> Result<()> {
         None => None,
     };
     if ctx.json {
-        return output::json(&serde_json::json!({"deploy": report, "deployment_record": record}));
+        // the deploy report, plus the deployment record when one was signed
+        let mut v = serde_json::to_value(&report).expect("a report serialises");
+        if let Some(r) = &record {
+            v["deployment_record"] = serde_json::to_value(r).expect("a report serialises");
+        }
+        return output::json(&v);
     }
     print_report(ctx, &report);
     if let Some(r) = &record

@@ -2,6 +2,7 @@
 //! This is the only part of sealpack that prints or reads the terminal.
 
 mod attest;
+mod copy;
 mod deploy;
 mod docs;
 mod output;
@@ -84,6 +85,8 @@ pub enum Command {
     VerifyAttestation(VerifyAttestationArgs),
     /// Sign a statement that a digest must never deploy again; every verify trusting the key denies it
     Revoke(RevokeArgs),
+    /// Copy an artifact with all its evidence (registry <-> registry <-> layout); prints REPO@sha256:...
+    Copy(copy::CopyArgs),
     /// Verify, fetch by digest, install into TARGET/releases/<digest> and switch TARGET/current atomically
     Deploy(deploy::DeployArgs),
     /// Move the digest one environment runs to the next: re-verified, signed promotion statement, deployed
@@ -328,6 +331,7 @@ fn client_options(g: &GlobalArgs) -> Result<ClientOptions> {
         no_docker_config: false,
         cache_dir: cache_dir(),
         hosts: BTreeMap::new(),
+        retry: store::RetryOptions::from_env(|k| std::env::var(k).ok())?,
     };
     if let Some(path) = &g.registry_config {
         output::apply_registry_config(path, &mut opts)?;
@@ -381,6 +385,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Attest(a) => attest::cmd_attest(&ctx, a).await,
         Command::VerifyAttestation(a) => attest::cmd_verify_attestation(&ctx, a).await,
         Command::Revoke(a) => attest::cmd_revoke(&ctx, a).await,
+        Command::Copy(a) => copy::cmd_copy(&ctx, a).await,
         Command::Deploy(a) => deploy::cmd_deploy(&ctx, a).await,
         Command::Promote(a) => deploy::cmd_promote(&ctx, a).await,
         Command::Rollback(a) => deploy::cmd_rollback(&ctx, a).await,
@@ -478,7 +483,7 @@ async fn cmd_resolve(ctx: &Ctx, a: RefArgs) -> Result<()> {
         return output::json(&serde_json::json!({
             "reference": reference.pinned(raw.digest()).to_string(),
             "digest": raw.digest(),
-            "mediaType": raw.media_type(),
+            "media_type": raw.media_type(),
             "size": raw.bytes().len(),
         }));
     }

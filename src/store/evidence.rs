@@ -113,12 +113,45 @@ pub async fn append(
     blob: Bytes,
     duplicate: &(dyn Fn(&Descriptor) -> bool + Send + Sync),
 ) -> Result<Appended> {
-    let tag = kind.tag(&subject.digest);
     if !store.blob_exists(&layer.digest).await? {
         store
             .put_blob(&layer, BlobSource::Bytes(blob), &no_progress)
             .await?;
     }
+    add_layers(
+        store,
+        subject,
+        kind,
+        std::slice::from_ref(&layer),
+        duplicate,
+    )
+    .await
+}
+
+/// Merges `incoming` evidence layers (whose blobs must already be in `store`) into the evidence of `subject`:
+/// the result holds the store's existing layers first, then each incoming layer not already there (no
+/// duplicates). Used when copying evidence onto a store that has its own. `added` is false when every incoming
+/// layer was there already (nothing was written).
+pub async fn merge(
+    store: &dyn Store,
+    subject: &Descriptor,
+    kind: Kind,
+    incoming: &[Descriptor],
+) -> Result<Appended> {
+    add_layers(store, subject, kind, incoming, &|_| false).await
+}
+
+/// The append loop shared by [`append`] and [`merge`]: adds each of `incoming` that is not already in the tag's
+/// manifest (identical, or `duplicate`), writes the new manifest, and checks afterwards that a concurrent writer
+/// did not replace it (retrying a few times if one did).
+async fn add_layers(
+    store: &dyn Store,
+    subject: &Descriptor,
+    kind: Kind,
+    incoming: &[Descriptor],
+    duplicate: &(dyn Fn(&Descriptor) -> bool + Send + Sync),
+) -> Result<Appended> {
+    let tag = kind.tag(&subject.digest);
     let referrers = store.supports_referrers().await?;
     for _attempt in 0..5 {
         let current = store.fetch_manifest(ManifestRef::Tag(&tag)).await?;
@@ -134,8 +167,15 @@ pub async fn append(
             },
             None => Vec::new(),
         };
-        if layers.iter().any(|l| same_layer(l, &layer) || duplicate(l)) {
-            let raw = current.expect("layers came from it");
+        let before = layers.len();
+        for layer in incoming {
+            if !layers.iter().any(|l| same_layer(l, layer) || duplicate(l)) {
+                layers.push(layer.clone());
+            }
+        }
+        if layers.len() == before
+            && let Some(raw) = &current
+        {
             return Ok(Appended {
                 tag,
                 manifest: raw.digest(),
@@ -143,16 +183,15 @@ pub async fn append(
                 layers: layers.len(),
             });
         }
-        if layers.len() >= MAX_EVIDENCE_LAYERS {
+        if layers.len() > MAX_EVIDENCE_LAYERS {
             return Err(Error::untrusted(
                 format!("{}:{tag}", store.name()),
                 format!(
-                    "already holds {} layers, the most sealpack writes",
+                    "would hold {} layers, over the {MAX_EVIDENCE_LAYERS} sealpack writes",
                     layers.len()
                 ),
             ));
         }
-        layers.push(layer.clone());
         let config_bytes = image_config(&layers);
         let config = Descriptor::new(
             media::OCI_IMAGE_CONFIG,
@@ -176,10 +215,12 @@ pub async fn append(
         };
         let raw = RawManifest::from_image(&manifest)?;
         store.put_manifest(&raw, Some(&tag)).await?;
-        // lost-update check: the tag must now hold our layer
+        // lost-update check: the tag must now hold every incoming layer
         if let Some(now) = store.fetch_manifest(ManifestRef::Tag(&tag)).await?
             && let Manifest::Image(m) = now.parse()?
-            && m.layers.iter().any(|l| same_layer(l, &layer))
+            && incoming
+                .iter()
+                .all(|i| m.layers.iter().any(|l| same_layer(l, i) || duplicate(l)))
         {
             return Ok(Appended {
                 tag,
@@ -208,13 +249,38 @@ pub async fn read(
     kind: Kind,
     max_layer_size: u64,
 ) -> Result<(Vec<EvidenceLayer>, Vec<String>)> {
-    let tag = kind.tag(subject);
+    let mut all = read_kinds(store, subject, &[(kind, max_layer_size)]).await?;
+    Ok(all.pop().expect("one kind asked, one answer"))
+}
+
+/// Like [`read`] for several kinds at once (each with its layer size cap), in as few registry round trips as
+/// the formats allow: every kind's tag and one referrers query (filtered by `artifactType` when one kind is
+/// asked, else unfiltered and split here) together; then, only when the referrers API lists manifests the tags
+/// do not hold, those manifests together; then every blob of every kind together. Returns one result per kind,
+/// in the order asked.
+pub async fn read_kinds(
+    store: &dyn Store,
+    subject: &Digest,
+    kinds: &[(Kind, u64)],
+) -> Result<Vec<(Vec<EvidenceLayer>, Vec<String>)>> {
+    use futures_util::{StreamExt, TryStreamExt};
+    let tags: Vec<String> = kinds.iter().map(|(k, _)| k.tag(subject)).collect();
+    let filter = match kinds {
+        [(k, _)] => k.artifact_type(),
+        _ => "",
+    };
     let (tagged, referrers) = futures_util::future::try_join(
-        store.fetch_manifest(ManifestRef::Tag(&tag)),
-        store.referrers(subject, kind.artifact_type()),
+        futures_util::future::try_join_all(
+            tags.iter()
+                .map(|t| store.fetch_manifest(ManifestRef::Tag(t))),
+        ),
+        store.referrers(subject, filter),
     )
     .await?;
-    let mut manifests: Vec<RawManifest> = tagged.into_iter().collect();
+    let mut per_kind: Vec<Vec<RawManifest>> = tagged
+        .into_iter()
+        .map(|t| t.into_iter().collect())
+        .collect();
     if let Some(list) = referrers {
         if list.len() > MAX_REFERRERS {
             return Err(Error::untrusted(
@@ -222,15 +288,80 @@ pub async fn read(
                 format!("more than {MAX_REFERRERS} entries"),
             ));
         }
+        // which kind each listed manifest belongs to (by its artifactType), minus those a tag already gave
+        let mut missing: Vec<(usize, Digest)> = Vec::new();
         for d in list {
-            if manifests.iter().any(|m| m.digest() == d.digest) {
+            let Some(i) = kinds
+                .iter()
+                .position(|(k, _)| d.artifact_type.as_deref() == Some(k.artifact_type()))
+            else {
+                continue;
+            };
+            if per_kind[i].iter().any(|m| m.digest() == d.digest)
+                || missing.iter().any(|(j, m)| *j == i && *m == d.digest)
+            {
                 continue;
             }
-            if let Some(m) = store.fetch_manifest(ManifestRef::Digest(&d.digest)).await? {
-                manifests.push(m);
+            missing.push((i, d.digest));
+        }
+        let fetched: Vec<Option<RawManifest>> = futures_util::stream::iter(
+            missing
+                .iter()
+                .map(|(_, d)| store.fetch_manifest(ManifestRef::Digest(d))),
+        )
+        .buffered(8)
+        .try_collect()
+        .await?;
+        for ((i, _), m) in missing.iter().zip(fetched) {
+            if let Some(m) = m {
+                per_kind[*i].push(m);
             }
         }
     }
+    let mut wanted = Vec::new();
+    let mut skipped: Vec<Vec<String>> = vec![Vec::new(); kinds.len()];
+    for (k, ((kind, max_layer_size), manifests)) in kinds.iter().zip(per_kind).enumerate() {
+        let (w, s) = wanted_layers(subject, *kind, *max_layer_size, manifests)?;
+        wanted.extend(
+            w.into_iter()
+                .map(|(index, manifest, desc)| (k, index, manifest, desc)),
+        );
+        skipped[k] = s;
+    }
+    // the blobs of every kind are fetched concurrently (in order, a few at a time): one round trip for all of
+    // them in practice
+    let fetched: Vec<(usize, EvidenceLayer)> = futures_util::stream::iter(wanted.into_iter().map(
+        |(k, index, manifest, desc)| async move {
+            let bytes = store.get_blob(&desc).await?.into_bytes(kinds[k].1).await?;
+            Ok::<_, Error>((
+                k,
+                EvidenceLayer {
+                    index,
+                    manifest,
+                    desc,
+                    bytes,
+                },
+            ))
+        },
+    ))
+    .buffered(8)
+    .try_collect()
+    .await?;
+    let mut out: Vec<Vec<EvidenceLayer>> = vec![Vec::new(); kinds.len()];
+    for (k, layer) in fetched {
+        out[k].push(layer);
+    }
+    Ok(out.into_iter().zip(skipped).collect())
+}
+
+/// The layers of `manifests` worth fetching as evidence of `kind`, with the reasons for the ones skipped.
+#[allow(clippy::type_complexity)]
+fn wanted_layers(
+    subject: &Digest,
+    kind: Kind,
+    max_layer_size: u64,
+    manifests: Vec<RawManifest>,
+) -> Result<(Vec<(usize, Digest, Descriptor)>, Vec<String>)> {
     let mut wanted = Vec::new();
     let mut skipped = Vec::new();
     let mut seen: BTreeMap<(Digest, String), ()> = BTreeMap::new();
@@ -296,25 +427,5 @@ pub async fn read(
             wanted.push((index, raw.digest(), layer));
         }
     }
-    // the blobs are fetched concurrently (in order, a few at a time): one round trip for all of them in practice
-    use futures_util::{StreamExt, TryStreamExt};
-    let out = futures_util::stream::iter(wanted.into_iter().map(
-        |(index, manifest, desc)| async move {
-            let bytes = store
-                .get_blob(&desc)
-                .await?
-                .into_bytes(max_layer_size)
-                .await?;
-            Ok::<_, Error>(EvidenceLayer {
-                index,
-                manifest,
-                desc,
-                bytes,
-            })
-        },
-    ))
-    .buffered(8)
-    .try_collect()
-    .await?;
-    Ok((out, skipped))
+    Ok((wanted, skipped))
 }

@@ -8,6 +8,7 @@
 pub mod evidence;
 pub mod layout;
 pub mod registry;
+pub mod retry;
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -23,6 +24,7 @@ use crate::oci::{Descriptor, RawManifest};
 use crate::reference::Reference;
 
 pub use registry::{ClientOptions, Credentials, RegistryClient};
+pub use retry::RetryOptions;
 
 /// A stream of blob bytes.
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;

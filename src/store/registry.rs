@@ -16,10 +16,11 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use reqwest::header::{
     ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION,
-    WWW_AUTHENTICATE,
+    RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use reqwest::{Method, StatusCode};
 
+use super::retry::{self, Budget, LowSpeed, RetryOptions};
 use super::{BlobSource, ByteStream, FetchedBlob, ManifestRef, Progress, Store};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -75,6 +76,8 @@ pub struct ClientOptions {
     /// Per-host settings (`--registry-config`), keyed by `HOST[:PORT]`; they replace the global TLS and
     /// plain-HTTP settings for that host.
     pub hosts: std::collections::BTreeMap<String, HostOptions>,
+    /// Retries, the command's retry budget, and the low-speed and connect timeouts.
+    pub retry: RetryOptions,
 }
 
 /// Settings for one registry host.
@@ -98,6 +101,8 @@ pub struct RegistryClient {
     locations: Option<crate::cache::LocationCache>,
     /// Clients for hosts with their own settings: (client, plain_http).
     per_host: std::collections::BTreeMap<String, (reqwest::Client, bool)>,
+    /// The retry budget, started when the client is made (one command).
+    budget: Budget,
     opts: ClientOptions,
 }
 
@@ -116,6 +121,7 @@ impl RegistryClient {
                     .cloned()
                     .chain(h.ca_file.clone())
                     .collect(),
+                retry: opts.retry.clone(),
                 ..ClientOptions::default()
             };
             per_host.insert(host.clone(), (Self::build_http(&host_opts)?, h.plain_http));
@@ -128,6 +134,7 @@ impl RegistryClient {
             http,
             locations,
             per_host,
+            budget: Budget::start(opts.retry.clone()),
             opts,
         })
     }
@@ -167,8 +174,9 @@ impl RegistryClient {
             .use_preconfigured_tls(tls)
             .user_agent(USER_AGENT)
             .redirect(policy)
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(120))
+            // no read_timeout: reqwest's runs from the start of the request to the response head, so it would
+            // bound a whole upload; the low-speed checks below (head wait, body watchdog, upload stall) replace it
+            .connect_timeout(opts.retry.connect_timeout)
             .tcp_nodelay(true)
             .build()
             .map_err(|e| Error::usage(format!("cannot set up the HTTP client: {e}")))?;
@@ -418,8 +426,63 @@ impl RegistryStore {
         )
     }
 
+    fn low_speed(&self) -> Duration {
+        self.client.budget.options().low_speed_timeout
+    }
+
     fn what(&self, r: impl std::fmt::Display) -> String {
         format!("{}/{}{r}", self.registry, self.repository)
+    }
+
+    /// A handle on the same repository that a download stream can own (to ask for the rest of a blob), carrying
+    /// the credentials that worked.
+    fn fork(&self) -> RegistryStore {
+        RegistryStore {
+            client: self.client.clone(),
+            registry: self.registry.clone(),
+            api_host: self.api_host.clone(),
+            repository: self.repository.clone(),
+            push: self.push,
+            auth: Mutex::new(self.auth.lock().expect("auth lock").clone()),
+            extra_scopes: Mutex::new(self.extra_scopes.lock().expect("scopes lock").clone()),
+            referrers_api: Mutex::new(None),
+        }
+    }
+
+    /// The bytes of a blob from offset `from` on (`Range: bytes=FROM-`), for resuming a broken download. Only a
+    /// `206` whose `Content-Range` starts at `from` is used: a registry that ignores the range cannot resume.
+    async fn range_get(&self, url: &str, from: u64) -> Result<ByteStream> {
+        let mut req = self.req(Method::GET, url.to_string());
+        req.headers.insert(
+            reqwest::header::RANGE,
+            HeaderValue::from_str(&format!("bytes={from}-")).expect("ascii"),
+        );
+        let resp = self.send(req).await?;
+        if resp.status() != StatusCode::PARTIAL_CONTENT {
+            return Err(Error::Unsupported {
+                what: url.to_string(),
+                reason: format!(
+                    "answered HTTP {} to a range request, so the broken download cannot resume",
+                    resp.status().as_u16()
+                ),
+            });
+        }
+        let starts = resp
+            .headers()
+            .get(reqwest::header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with(&format!("bytes {from}-")));
+        if !starts {
+            return Err(Error::untrusted(
+                url.to_string(),
+                format!("a range request from byte {from} was answered with another range"),
+            ));
+        }
+        Ok(Box::pin(LowSpeed::new(
+            Box::pin(resp.bytes_stream()),
+            url.to_string(),
+            self.low_speed(),
+        )))
     }
 
     fn transport_error(&self, url: &str, e: reqwest::Error) -> Error {
@@ -461,7 +524,9 @@ impl RegistryStore {
 
     async fn status_error(&self, method: &Method, url: &str, resp: reqwest::Response) -> Error {
         let status = resp.status().as_u16();
-        let body = read_capped(resp, MAX_SMALL_BODY).await.unwrap_or_default();
+        let body = read_capped(resp, MAX_SMALL_BODY, self.low_speed())
+            .await
+            .unwrap_or_default();
         let (code, message) = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| {
@@ -574,7 +639,7 @@ impl RegistryStore {
         if let Some(s) = service {
             query.push(("service", s));
         }
-        let req = match &creds {
+        let make = || match &creds {
             Some(Credentials::IdentityToken(t)) => {
                 let mut form = vec![
                     ("grant_type", "refresh_token"),
@@ -600,10 +665,12 @@ impl RegistryStore {
                 .header(AUTHORIZATION, basic(username, password)),
             None => self.http().get(realm_url.clone()).query(&query),
         };
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| self.transport_error(realm, e))?;
+        let method = if matches!(creds, Some(Credentials::IdentityToken(_))) {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        let resp = self.exchange(&method, realm, make).await?;
         if !resp.status().is_success() {
             let status = resp.status();
             return Err(Error::Auth {
@@ -618,7 +685,7 @@ impl RegistryStore {
                 ),
             });
         }
-        let body = read_capped(resp, MAX_SMALL_BODY).await?;
+        let body = read_capped(resp, MAX_SMALL_BODY, self.low_speed()).await?;
         let v: serde_json::Value = serde_json::from_slice(&body).map_err(|_| Error::Auth {
             registry: self.registry.clone(),
             reason: format!("the token service {realm} sent something that is not JSON"),
@@ -638,24 +705,81 @@ impl RegistryStore {
         })
     }
 
-    /// Sends a request, authenticating once on a 401.
+    /// One HTTP exchange with retries: `make` builds the request afresh for each attempt. Transport failures
+    /// that may pass (resets, timeouts, refused connections), 408, 429 and 5xx are retried within the command's
+    /// budget, waiting as `Retry-After` asks or with jittered exponential backoff; any other response is returned
+    /// as it is. Giving up is [`Error::GaveUp`] with the attempt count and the last failure, never a response.
+    async fn exchange(
+        &self,
+        method: &Method,
+        url: &str,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let budget = &self.client.budget;
+        let head_wait = budget.options().low_speed_timeout;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let (failure, retry_after) = match tokio::time::timeout(head_wait, make().send()).await
+            {
+                Err(_) => (
+                    Error::Transport {
+                        url: url.to_string(),
+                        message: format!(
+                            "no response within {} (low-speed timeout, {})",
+                            retry::human(head_wait),
+                            retry::ENV_LOW_SPEED_TIMEOUT
+                        ),
+                        hint: Some("the registry or the network stalled; try again later"),
+                    },
+                    None,
+                ),
+                Ok(Err(e)) => {
+                    let err = self.transport_error(url, e);
+                    if !matches!(&err, Error::Transport { message, .. } if retry::transient_transport(message))
+                    {
+                        return Err(err);
+                    }
+                    (err, None)
+                }
+                Ok(Ok(resp)) if retry::retryable_status(resp.status().as_u16()) => {
+                    let ra = retry_after(resp.headers());
+                    (self.status_error(method, url, resp).await, ra)
+                }
+                Ok(Ok(resp)) => return Ok(resp),
+            };
+            match budget.next(attempts, retry_after) {
+                Ok(wait) => tokio::time::sleep(wait).await,
+                Err(why) => {
+                    return Err(Error::GaveUp {
+                        what: format!("{method} {url}"),
+                        attempts,
+                        why,
+                        last: Box::new(failure),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Sends a request (with retries), authenticating once on a 401.
     async fn send(&self, req: Req) -> Result<reqwest::Response> {
         let mut tried_auth = false;
         loop {
-            let mut rb = self
-                .http()
-                .request(req.method.clone(), &req.url)
-                .headers(req.headers.clone());
-            if let Some(h) = self.auth.lock().expect("auth lock").clone() {
-                rb = rb.header(AUTHORIZATION, h);
-            }
-            if let Some(b) = &req.body {
-                rb = rb.body(b.clone());
-            }
-            let resp = rb
-                .send()
-                .await
-                .map_err(|e| self.transport_error(&req.url, e))?;
+            let make = || {
+                let mut rb = self
+                    .http()
+                    .request(req.method.clone(), &req.url)
+                    .headers(req.headers.clone());
+                if let Some(h) = self.auth.lock().expect("auth lock").clone() {
+                    rb = rb.header(AUTHORIZATION, h);
+                }
+                if let Some(b) = &req.body {
+                    rb = rb.body(b.clone());
+                }
+                rb
+            };
+            let resp = self.exchange(&req.method, &req.url, make).await?;
             if resp.status() == StatusCode::UNAUTHORIZED && !tried_auth {
                 let challenge = resp
                     .headers()
@@ -694,14 +818,16 @@ impl RegistryStore {
     }
 
     /// Finishes an upload session with a streamed monolithic PUT of the whole blob (one request, as `curl -T`).
+    /// A failure says whether a new session may be tried: not when the source itself failed (a local read error,
+    /// or a copied blob that did not match its digest), nor on a definite refusal from the registry.
     async fn upload(
         &self,
         location: &str,
         desc: &Descriptor,
         body: ByteStream,
         progress: Progress<'_>,
-    ) -> Result<()> {
-        let mut url = self.absolute(location)?;
+    ) -> std::result::Result<(), UploadFailure> {
+        let mut url = self.absolute(location).map_err(UploadFailure::Final)?;
         url.query_pairs_mut()
             .append_pair("digest", &desc.digest.to_string());
         let counted = body.map(move |chunk| {
@@ -724,22 +850,100 @@ impl RegistryStore {
         if let Some(h) = auth {
             rb = rb.header(AUTHORIZATION, h);
         }
+        let stall = self.client.budget.options().low_speed_timeout;
+        let commit_wait = stall.saturating_mul(10);
         let send = rb.send();
         let feed = async move {
             let mut counted = std::pin::pin!(counted);
             while let Some(chunk) = counted.next().await {
-                let failed = chunk.is_err();
-                if tx.send(chunk).await.is_err() || failed {
-                    break;
+                match chunk {
+                    Ok(c) => match tokio::time::timeout(stall, tx.send(Ok(c))).await {
+                        Ok(Ok(())) => {}
+                        // the request ended (an error, or an early answer): its outcome tells
+                        Ok(Err(_)) => return Feed::Closed,
+                        Err(_) => return Feed::Stalled,
+                    },
+                    Err(e) => {
+                        // abort the request (so the registry never commits), and keep the error for the caller
+                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                        return Feed::Source(e);
+                    }
                 }
             }
+            Feed::Done
         };
-        let (resp, ()) = tokio::join!(send, feed);
-        let resp = resp.map_err(|e| self.transport_error(url.as_str(), e))?;
-        if resp.status() != StatusCode::CREATED {
-            return Err(self.status_error(&Method::PUT, url.as_str(), resp).await);
+        let mut send = std::pin::pin!(send);
+        let mut feed = std::pin::pin!(feed);
+        let mut fed: Option<Feed> = None;
+        let mut answer_by: Option<tokio::time::Instant> = None;
+        let outcome = loop {
+            let no_answer = async {
+                match answer_by {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = &mut send => break Ok(r),
+                f = &mut feed, if fed.is_none() => {
+                    if matches!(f, Feed::Stalled) {
+                        break Err(format!(
+                            "the upload stalled: the registry took no bytes for {} (low-speed timeout, {})",
+                            retry::human(stall),
+                            retry::ENV_LOW_SPEED_TIMEOUT
+                        ));
+                    }
+                    fed = Some(f);
+                    // committing a large blob can take a registry a while (a copy in object storage)
+                    answer_by = Some(tokio::time::Instant::now() + commit_wait);
+                }
+                () = no_answer => break Err(format!(
+                    "no answer within {} after the whole blob was sent",
+                    retry::human(commit_wait)
+                )),
+            }
+        };
+        let what = self.what(format!("@{}", desc.digest));
+        if let Some(Feed::Source(e)) = fed {
+            return Err(UploadFailure::Final(Error::io(
+                "reading the upload source of",
+                what,
+                e,
+            )));
         }
-        Ok(())
+        let resp = match outcome {
+            Err(message) => {
+                return Err(UploadFailure::Transient(
+                    Error::Transport {
+                        url: url.to_string(),
+                        message,
+                        hint: Some("the registry or the network stalled; try again later"),
+                    },
+                    None,
+                ));
+            }
+            Ok(Err(e)) => {
+                let err = self.transport_error(url.as_str(), e);
+                return Err(match &err {
+                    Error::Transport { message, .. } if retry::transient_transport(message) => {
+                        UploadFailure::Transient(err, None)
+                    }
+                    _ => UploadFailure::Final(err),
+                });
+            }
+            Ok(Ok(resp)) => resp,
+        };
+        if resp.status() == StatusCode::CREATED {
+            return Ok(());
+        }
+        let transient = retry::retryable_status(resp.status().as_u16());
+        let ra = retry_after(resp.headers());
+        let err = self.status_error(&Method::PUT, url.as_str(), resp).await;
+        Err(if transient {
+            UploadFailure::Transient(err, ra)
+        } else {
+            UploadFailure::Final(err)
+        })
     }
 
     /// The next page from a `Link: <URL>; rel="next"` header (tag lists, referrers), made absolute.
@@ -792,6 +996,32 @@ impl RegistryStore {
     }
 }
 
+/// How a blob upload ended when it did not succeed.
+enum UploadFailure {
+    /// Do not try again (the source failed, or the registry refused for good).
+    Final(Error),
+    /// A new session may succeed, after the registry's `Retry-After` if it sent one.
+    Transient(Error, Option<Duration>),
+}
+
+/// How feeding an upload's body ended.
+enum Feed {
+    /// All bytes handed over.
+    Done,
+    /// The request stopped taking bytes (it failed or was answered early).
+    Closed,
+    /// The registry took no bytes for the low-speed timeout.
+    Stalled,
+    /// Reading the source failed.
+    Source(std::io::Error),
+}
+
+/// The wait a response's `Retry-After` header asks for.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    retry::parse_retry_after(v, time::OffsetDateTime::now_utc())
+}
+
 fn tokio_stream_from(
     rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
@@ -828,7 +1058,7 @@ fn basic(user: &str, pass: &str) -> HeaderValue {
 }
 
 /// Reads a response body, refusing more than `max` bytes (checked while streaming, not just by Content-Length).
-async fn read_capped(resp: reqwest::Response, max: usize) -> Result<Bytes> {
+async fn read_capped(resp: reqwest::Response, max: usize, low_speed: Duration) -> Result<Bytes> {
     let url = resp.url().to_string();
     if resp.content_length().is_some_and(|l| l > max as u64) {
         return Err(Error::untrusted(
@@ -836,13 +1066,16 @@ async fn read_capped(resp: reqwest::Response, max: usize) -> Result<Bytes> {
             format!("response is over the {max}-byte cap"),
         ));
     }
-    let mut stream = resp.bytes_stream();
+    let mut stream = LowSpeed::new(Box::pin(resp.bytes_stream()), url.clone(), low_speed);
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Error::Transport {
-            url: url.clone(),
-            message: e.to_string(),
-            hint: None,
+        let chunk = chunk.map_err(|e| match Error::io("reading", &url, e) {
+            Error::Io { source, .. } => Error::Transport {
+                url: url.clone(),
+                message: source.to_string(),
+                hint: None,
+            },
+            other => other,
         })?;
         if buf.len() + chunk.len() > max {
             return Err(Error::untrusted(
@@ -885,7 +1118,7 @@ impl Store for RegistryStore {
             .and_then(|v| v.to_str().ok())
             .map(|s| s.split(';').next().unwrap_or("").trim().to_string())
             .unwrap_or_default();
-        let body = read_capped(resp, MAX_MANIFEST_BYTES).await?;
+        let body = read_capped(resp, MAX_MANIFEST_BYTES, self.low_speed()).await?;
         let raw = RawManifest::new(content_type, body)?;
         if let ManifestRef::Digest(d) = r {
             raw.check_digest(&self.what(format!("@{d}")), d)?;
@@ -953,10 +1186,17 @@ impl Store for RegistryStore {
                 actual: len,
             });
         }
-        let stream = resp
-            .bytes_stream()
-            .map(|r| r.map_err(std::io::Error::other));
-        Ok(FetchedBlob::new(what, desc.clone(), Box::pin(stream)))
+        let stream = LowSpeed::new(Box::pin(resp.bytes_stream()), url.clone(), self.low_speed());
+        let resuming = Resuming {
+            store: self.fork(),
+            url,
+            size: desc.size,
+            received: 0,
+            inner: Box::pin(stream),
+            resumes: 0,
+            failed: false,
+        };
+        Ok(FetchedBlob::new(what, desc.clone(), resuming.into_stream()))
     }
 
     async fn put_blob(
@@ -965,16 +1205,60 @@ impl Store for RegistryStore {
         source: BlobSource,
         progress: Progress<'_>,
     ) -> Result<()> {
-        let location = self
-            .start_upload(None)
-            .await?
-            .expect("a plain upload session always has a Location");
-        let body: ByteStream = match source {
-            BlobSource::Bytes(b) => Box::pin(futures_util::stream::once(async move { Ok(b) })),
-            BlobSource::File(p) => super::file_stream(&p).await?,
-            BlobSource::Stream(s) => s,
+        // an interrupted upload restarts in a new session from the start of the source (distribution 2.8 gives
+        // no usable resume point for a monolithic PUT); the registry re-hashes on commit against our digest
+        enum Replay {
+            Bytes(Bytes),
+            File(std::path::PathBuf),
+        }
+        let (mut one_pass, replayable) = match source {
+            BlobSource::Stream(s) => (Some(s), None),
+            BlobSource::Bytes(b) => (None, Some(Replay::Bytes(b))),
+            BlobSource::File(p) => (None, Some(Replay::File(p))),
         };
-        self.upload(&location, desc, body, progress).await?;
+        let what = || format!("uploading {}", self.what(format!("@{}", desc.digest)));
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let location = self
+                .start_upload(None)
+                .await?
+                .expect("a plain upload session always has a Location");
+            let body: ByteStream = match (&replayable, one_pass.take()) {
+                (_, Some(s)) => s,
+                (Some(Replay::Bytes(b)), None) => {
+                    let b = b.clone();
+                    Box::pin(futures_util::stream::once(async move { Ok(b) }))
+                }
+                (Some(Replay::File(p)), None) => super::file_stream(p).await?,
+                (None, None) => unreachable!("a one-pass stream is never sent twice"),
+            };
+            let (failure, ra) = match self.upload(&location, desc, body, progress).await {
+                Ok(()) => break,
+                Err(UploadFailure::Final(e)) => return Err(e),
+                Err(UploadFailure::Transient(e, ra)) => (e, ra),
+            };
+            // the registry may have committed the blob before the connection dropped
+            if self.blob_exists(&desc.digest).await.unwrap_or(false) {
+                break;
+            }
+            let next = if replayable.is_none() {
+                Err("the blob comes from a one-pass stream, which cannot be sent again".to_string())
+            } else {
+                self.client.budget.next(attempts, ra)
+            };
+            match next {
+                Ok(wait) => tokio::time::sleep(wait).await,
+                Err(why) => {
+                    return Err(Error::GaveUp {
+                        what: what(),
+                        attempts,
+                        why,
+                        last: Box::new(failure),
+                    });
+                }
+            }
+        }
         self.remember(&desc.digest);
         Ok(())
     }
@@ -1055,7 +1339,7 @@ impl Store for RegistryStore {
                 return Err(self.status_error(&Method::GET, &url, resp).await);
             }
             next = self.next_page(resp.headers());
-            let body = read_capped(resp, MAX_MANIFEST_BYTES).await?;
+            let body = read_capped(resp, MAX_MANIFEST_BYTES, self.low_speed()).await?;
             let raw = RawManifest::new(media::OCI_INDEX, body)?;
             match raw.parse()? {
                 crate::oci::Manifest::Index(i) => list.extend(i.manifests),
@@ -1104,7 +1388,7 @@ impl Store for RegistryStore {
                 return Err(self.status_error(&Method::GET, &url, resp).await);
             }
             next = self.next_page(resp.headers());
-            let body = read_capped(resp, MAX_TAGS_BODY).await?;
+            let body = read_capped(resp, MAX_TAGS_BODY, self.low_speed()).await?;
             let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
                 Error::untrusted(format!("tag list of {}", self.name()), e.to_string())
             })?;
@@ -1113,6 +1397,69 @@ impl Store for RegistryStore {
             }
         }
         Ok(tags)
+    }
+}
+
+/// Most times one download resumes after its connection broke.
+const MAX_RESUMES: u32 = 3;
+
+/// A blob download that, when the connection breaks mid-body, asks for the rest (`Range`) and goes on, at most
+/// [`MAX_RESUMES`] times. Nothing is trusted here: every byte, first request or resumed, still goes through
+/// [`FetchedBlob`]'s size and digest check, so a resumed range that does not fit fails as a digest mismatch.
+struct Resuming {
+    store: RegistryStore,
+    url: String,
+    size: u64,
+    received: u64,
+    inner: ByteStream,
+    resumes: u32,
+    failed: bool,
+}
+
+impl Resuming {
+    fn into_stream(self) -> ByteStream {
+        Box::pin(futures_util::stream::unfold(self, |mut st| async move {
+            if st.failed {
+                return None;
+            }
+            loop {
+                match st.inner.next().await {
+                    Some(Ok(chunk)) => {
+                        st.received += chunk.len() as u64;
+                        return Some((Ok(chunk), st));
+                    }
+                    None => return None,
+                    // a broken connection resumes; a registry too slow to meet the low-speed limit (our own
+                    // typed error) does not, and neither does anything past the command's retry budget
+                    Some(Err(e))
+                        if st.resumes < MAX_RESUMES
+                            && st.received < st.size
+                            && !e.get_ref().is_some_and(|x| x.is::<Error>()) =>
+                    {
+                        st.resumes += 1;
+                        match st.store.client.budget.next(st.resumes, None) {
+                            Ok(wait) => tokio::time::sleep(wait).await,
+                            Err(_) => {
+                                st.failed = true;
+                                return Some((Err(e), st));
+                            }
+                        }
+                        match st.store.range_get(&st.url, st.received).await {
+                            Ok(rest) => st.inner = rest,
+                            Err(_) => {
+                                // the original break is the error worth reporting
+                                st.failed = true;
+                                return Some((Err(e), st));
+                            }
+                        }
+                    }
+                    Some(Err(e)) => {
+                        st.failed = true;
+                        return Some((Err(e), st));
+                    }
+                }
+            }
+        }))
     }
 }
 

@@ -154,13 +154,9 @@ pub async fn verify_signatures(
     reference: &Reference,
     keys: &[TrustedKey],
 ) -> Result<SignatureReport> {
-    let subject = store::resolve(store, reference).await?;
-    let digest = subject.digest();
-    let (report, revoked) = futures_util::future::try_join(
-        check_signatures(store, reference, &digest, keys),
-        check_revocations(store, reference, &digest, keys),
-    )
-    .await?;
+    let (digest, evidence) = resolve_and_gather(store, reference).await?;
+    let report = evidence.signatures(reference, &digest, keys);
+    let revoked = evidence.revocations(reference, &digest, keys);
     // a revocation by a trusted key denies before anything else, however good the signatures are
     if !revoked.is_empty() {
         return Err(Error::Denied {
@@ -207,6 +203,17 @@ pub async fn check_signatures(
         simplesigning::MAX_PAYLOAD_SIZE as u64,
     )
     .await?;
+    Ok(signature_report(reference, digest, keys, layers, skipped))
+}
+
+/// Checks signature layers already read against `keys` and `digest`.
+fn signature_report(
+    reference: &Reference,
+    digest: &Digest,
+    keys: &[TrustedKey],
+    layers: Vec<evidence::EvidenceLayer>,
+    skipped: Vec<String>,
+) -> SignatureReport {
     let (passed, rejected) = sort_evidence(layers, skipped, |l| {
         check_layer(
             &l.bytes,
@@ -232,13 +239,13 @@ pub async fn check_signatures(
         .map(|v| v.key_id.clone())
         .collect::<BTreeSet<_>>()
         .len();
-    Ok(SignatureReport {
+    SignatureReport {
         reference: reference.pinned(*digest).to_string(),
         digest: *digest,
         verified,
         rejected,
         distinct_keys,
-    })
+    }
 }
 
 /// An attestation that verified.
@@ -346,15 +353,33 @@ pub async fn check_attestations(
     keys: &[TrustedKey],
     predicate_type: &str,
 ) -> Result<AttestationReport> {
-    use crate::formats::{dsse, intoto};
-    let requested = intoto::resolve_type_alias(predicate_type).to_string();
     let (layers, skipped) = evidence::read(
         store,
         digest,
         Kind::Attestation,
-        dsse::MAX_ENVELOPE_SIZE as u64,
+        crate::formats::dsse::MAX_ENVELOPE_SIZE as u64,
     )
     .await?;
+    Ok(attestation_report(
+        reference,
+        digest,
+        keys,
+        predicate_type,
+        layers,
+        skipped,
+    ))
+}
+
+/// Checks attestation layers already read against `keys`, `digest` and `predicate_type`.
+fn attestation_report(
+    reference: &Reference,
+    digest: &Digest,
+    keys: &[TrustedKey],
+    predicate_type: &str,
+    layers: Vec<evidence::EvidenceLayer>,
+    skipped: Vec<String>,
+) -> AttestationReport {
+    let requested = crate::formats::intoto::resolve_type_alias(predicate_type).to_string();
     let (passed, rejected) = sort_evidence(layers, skipped, |l| {
         check_envelope(&l.bytes, keys, digest, &requested)
     });
@@ -372,13 +397,13 @@ pub async fn check_attestations(
             statement: json,
         })
         .collect();
-    Ok(AttestationReport {
+    AttestationReport {
         reference: reference.pinned(*digest).to_string(),
         digest: *digest,
         predicate_type: requested,
         verified,
         rejected,
-    })
+    }
 }
 
 /// Resolves `reference` once and requires at least one attestation of `predicate_type` signed by one of `keys`
@@ -431,9 +456,20 @@ pub async fn check_revocations(
     digest: &Digest,
     keys: &[TrustedKey],
 ) -> Result<Vec<Revoked>> {
+    let report = check_attestations(
+        store,
+        reference,
+        digest,
+        keys,
+        crate::formats::revocation::PREDICATE_TYPE,
+    )
+    .await?;
+    Ok(revocations_in(report, digest))
+}
+
+/// The verified revocations of `digest` among verified revocation attestations.
+fn revocations_in(report: AttestationReport, digest: &Digest) -> Vec<Revoked> {
     use crate::formats::revocation;
-    let report =
-        check_attestations(store, reference, digest, keys, revocation::PREDICATE_TYPE).await?;
     let mut out = Vec::new();
     for v in report.verified {
         let Ok(r) = revocation::parse(&v.statement["predicate"]) else {
@@ -449,7 +485,97 @@ pub async fn check_revocations(
             revoked_at: r.revoked_at,
         });
     }
-    Ok(out)
+    out
+}
+
+/// Resolves `reference` once and reads its evidence. A reference pinned by digest needs nothing from the
+/// resolve to name the evidence, so both go out together (one round trip less); the resolve must still succeed
+/// (the manifest exists and hashes to the digest) before anything counts.
+async fn resolve_and_gather(
+    store: &dyn Store,
+    reference: &Reference,
+) -> Result<(Digest, Evidence)> {
+    match reference.digest() {
+        Some(pinned) => {
+            let (subject, evidence) = futures_util::future::try_join(
+                store::resolve(store, reference),
+                Evidence::gather(store, pinned),
+            )
+            .await?;
+            Ok((subject.digest(), evidence))
+        }
+        None => {
+            let digest = store::resolve(store, reference).await?.digest();
+            Ok((digest, Evidence::gather(store, &digest).await?))
+        }
+    }
+}
+
+/// Every signature and attestation layer of one digest, read together in the fewest round trips (see
+/// [`evidence::read_kinds`]), so that signatures, revocations and each attestation type are checked against the
+/// same bytes without fetching anything twice.
+struct Evidence {
+    signatures: (Vec<evidence::EvidenceLayer>, Vec<String>),
+    attestations: (Vec<evidence::EvidenceLayer>, Vec<String>),
+}
+
+impl Evidence {
+    async fn gather(store: &dyn Store, digest: &Digest) -> Result<Self> {
+        let mut read = evidence::read_kinds(
+            store,
+            digest,
+            &[
+                (Kind::Signature, simplesigning::MAX_PAYLOAD_SIZE as u64),
+                (
+                    Kind::Attestation,
+                    crate::formats::dsse::MAX_ENVELOPE_SIZE as u64,
+                ),
+            ],
+        )
+        .await?;
+        let attestations = read.pop().expect("two kinds asked");
+        let signatures = read.pop().expect("two kinds asked");
+        Ok(Evidence {
+            signatures,
+            attestations,
+        })
+    }
+
+    fn signatures(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        keys: &[TrustedKey],
+    ) -> SignatureReport {
+        let (layers, skipped) = self.signatures.clone();
+        signature_report(reference, digest, keys, layers, skipped)
+    }
+
+    fn attestations(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        keys: &[TrustedKey],
+        predicate_type: &str,
+    ) -> AttestationReport {
+        let (layers, skipped) = self.attestations.clone();
+        attestation_report(reference, digest, keys, predicate_type, layers, skipped)
+    }
+
+    fn revocations(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        keys: &[TrustedKey],
+    ) -> Vec<Revoked> {
+        let report = self.attestations(
+            reference,
+            digest,
+            keys,
+            crate::formats::revocation::PREDICATE_TYPE,
+        );
+        revocations_in(report, digest)
+    }
 }
 
 /// The result of verifying against a policy: the decision and the digest-pinned reference it is about.
@@ -463,8 +589,8 @@ pub struct PolicyReport {
 }
 
 /// The gate with a policy file: resolves `reference` once, gathers every piece of evidence the matching rule
-/// could need (signatures, revocations, and the attestations of each required type, all checked against the
-/// policy's keys and the resolved digest, concurrently), then lets the policy decide. A denial is returned as a
+/// could need in one pass (signatures, revocations, and the attestations of each required type, all checked
+/// against the policy's keys and the resolved digest), then lets the policy decide. A denial is returned as a
 /// report with `allowed: false`, so the caller can print every unmet rule; registry trouble is an error.
 pub async fn verify_policy(
     store: &dyn Store,
@@ -472,8 +598,7 @@ pub async fn verify_policy(
     policy: &policy::Policy,
     now: time::OffsetDateTime,
 ) -> Result<PolicyReport> {
-    let subject = store::resolve(store, reference).await?;
-    let digest = subject.digest();
+    let (digest, evidence) = resolve_and_gather(store, reference).await?;
     let keys = policy.trusted_keys();
     let repository = reference.repository_name();
     let types: Vec<String> = policy
@@ -485,16 +610,12 @@ pub async fn verify_policy(
                 .collect()
         })
         .unwrap_or_default();
-    let (signatures, revoked, attestations) = futures_util::future::try_join3(
-        check_signatures(store, reference, &digest, &keys),
-        check_revocations(store, reference, &digest, &keys),
-        futures_util::future::try_join_all(
-            types
-                .iter()
-                .map(|t| check_attestations(store, reference, &digest, &keys, t)),
-        ),
-    )
-    .await?;
+    let signatures = evidence.signatures(reference, &digest, &keys);
+    let revoked = evidence.revocations(reference, &digest, &keys);
+    let attestations: Vec<AttestationReport> = types
+        .iter()
+        .map(|t| evidence.attestations(reference, &digest, &keys, t))
+        .collect();
     let facts = policy::Facts {
         digest,
         signer_key_ids: signatures

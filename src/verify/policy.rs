@@ -27,7 +27,7 @@
 //! closest one (fewest unmet rules, the first on ties).
 //!
 //! * SLSA provenance v1 (`https://slsa.dev/provenance/v1`), read by [`crate::formats::slsa::parse`]:
-//!   `builder_id` equals `runDetails.builder.id`; `source` (with or without `git+`) equals the source repository
+//!   `builder_id` is a [`Glob`] over `runDetails.builder.id` (exact without wildcards); `source` (with or without `git+`) equals the source repository
 //!   (the `git+` dependency URI without `git+` and without `@REF`); `ref` is a [`Glob`] over the source ref (so
 //!   `refs/heads/*` does not match `refs/heads/a/b`; use `**` for that); `require_commit` asks for a source commit
 //!   of 40 (or, for SHA-256 repositories, 64) lowercase hex digits.
@@ -495,7 +495,7 @@ struct AttestationToml {
     predicate_type: String,
     #[serde(default)]
     signed_by: Vec<Spanned<String>>,
-    builder_id: Option<String>,
+    builder_id: Option<Glob>,
     source: Option<String>,
     #[serde(rename = "ref")]
     ref_glob: Option<Glob>,
@@ -598,8 +598,9 @@ pub struct AttestationRule {
     pub predicate_type: String,
     /// The roles whose keys may sign it (empty: any policy key).
     pub signed_by: Vec<String>,
-    /// SLSA: `runDetails.builder.id` must equal this.
-    pub builder_id: Option<String>,
+    /// SLSA: `runDetails.builder.id` must match this glob (without wildcards: equal it), e.g.
+    /// `https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v*`.
+    pub builder_id: Option<Glob>,
     /// SLSA: the source repository must equal this (without `git+`).
     pub source: Option<String>,
     /// SLSA: the source ref must match this.
@@ -1166,8 +1167,8 @@ fn check_provenance(a: &AttestationRule, name: &str, predicate: &Value, out: &mu
     if let Some(want) = &a.builder_id {
         out.push(result(
             format!("{name}.builder_id"),
-            p.builder_id() == want,
-            format!("{want:?}"),
+            want.matches(p.builder_id()),
+            format!("{:?}", want.to_string()),
             format!("{:?}", p.builder_id()),
         ));
     }

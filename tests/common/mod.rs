@@ -3,4 +3,5 @@
 
 pub mod cli;
 pub mod fake_registry;
+pub mod fault_proxy;
 pub mod registry;

@@ -984,3 +984,47 @@ fn bad_policy_files_name_file_and_line() {
     assert!(matches!(missing, PolicyError::Io { .. }));
     assert!(missing.to_string().contains("nope.toml"));
 }
+
+/// `builder_id` is a glob: a release workflow run at any tag can be pinned; without wildcards it is exact.
+#[test]
+fn builder_id_is_a_glob() {
+    let (e, _) = env();
+    let glob = POLICY.replace(
+        "release.yml@refs/heads/main\"",
+        "release.yml@refs/tags/v*\"",
+    );
+    let p = e.load(&glob).unwrap();
+    let mut f = good(&e);
+    let tagged = "https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1.4.2";
+    f.attestations[0].1 = provenance(
+        tagged,
+        "git+https://github.com/acme/app@refs/tags/v1.4.2",
+        Some(COMMIT),
+    );
+    assert!(decide(&p, REPO, &f).allowed);
+    // `*` stops at `/`: another workflow file or a branch does not match
+    for other in [
+        "https://github.com/acme/app/.github/workflows/other.yml@refs/tags/v1",
+        "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main",
+        "https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1/evil",
+    ] {
+        f.attestations[0].1 = provenance(
+            other,
+            "git+https://github.com/acme/app@refs/tags/v1",
+            Some(COMMIT),
+        );
+        assert_eq!(
+            unmet(&decide(&p, REPO, &f)),
+            ["attestations[https://slsa.dev/provenance/v1].builder_id".to_string()],
+            "{other}"
+        );
+    }
+    // the exact form still needs equality
+    let (_, exact) = env();
+    f.attestations[0].1 = provenance(
+        tagged,
+        "git+https://github.com/acme/app@refs/tags/v1.4.2",
+        Some(COMMIT),
+    );
+    assert!(!decide(&exact, REPO, &f).allowed);
+}
