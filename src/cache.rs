@@ -98,10 +98,22 @@ impl DigestCache {
 
     /// The cached digest of the file with this metadata, if its identity is unchanged.
     pub fn get(&self, meta: &std::fs::Metadata) -> Option<Digest> {
+        self.get_marked(meta).map(|(d, _)| d)
+    }
+
+    /// The cached digest and the marks stored with it (e.g. "scanned clean for secrets under rules v1"), if the
+    /// file's identity is unchanged. A line is `IDENTITY DIGEST [MARK...]`; the newest line for an identity wins.
+    pub fn get_marked(&self, meta: &std::fs::Metadata) -> Option<(Digest, Vec<String>)> {
         let id = identity(meta)?;
+        let fields = id.split(' ').count();
         self.file.lines().iter().rev().find_map(|l| {
-            let (k, d) = l.rsplit_once(' ')?;
-            (k == id).then(|| Digest::parse(d).ok()).flatten()
+            let mut parts = l.split(' ');
+            let key: Vec<&str> = parts.by_ref().take(fields).collect();
+            if key.join(" ") != id {
+                return None;
+            }
+            let d = Digest::parse(parts.next()?).ok()?;
+            Some((d, parts.map(str::to_string).collect()))
         })
     }
 
@@ -113,6 +125,18 @@ impl DigestCache {
         after: &std::fs::Metadata,
         digest: &Digest,
         hashed_at: SystemTime,
+    ) {
+        self.put_marked(before, after, digest, hashed_at, &[]);
+    }
+
+    /// [`DigestCache::put`] with marks (words without spaces) that [`DigestCache::get_marked`] gives back.
+    pub fn put_marked(
+        &self,
+        before: &std::fs::Metadata,
+        after: &std::fs::Metadata,
+        digest: &Digest,
+        hashed_at: SystemTime,
+        marks: &[String],
     ) {
         let (Some(a), Some(b)) = (identity(before), identity(after)) else {
             return;
@@ -133,7 +157,15 @@ impl DigestCache {
         if recent(after.modified()) || ctime.is_none_or(|c| recent(Ok(c))) {
             return;
         }
-        self.file.append(&format!("{a} {digest}"));
+        let mut line = format!("{a} {digest}");
+        for m in marks
+            .iter()
+            .filter(|m| !m.is_empty() && !m.contains(char::is_whitespace))
+        {
+            line.push(' ');
+            line.push_str(m);
+        }
+        self.file.append(&line);
     }
 }
 
@@ -216,6 +248,31 @@ mod tests {
         // any change of identity misses
         std::fs::write(&f, "hellO").unwrap();
         assert_eq!(cache.get(&std::fs::metadata(&f).unwrap()), None);
+    }
+
+    #[test]
+    fn digest_cache_keeps_marks_and_reads_old_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DigestCache::new(dir.path());
+        let f = dir.path().join("f");
+        std::fs::write(&f, "hello").unwrap();
+        let m = std::fs::metadata(&f).unwrap();
+        let d = Digest::of(b"hello");
+        let later = SystemTime::now() + Duration::from_secs(10);
+        cache.put(&m, &m, &d, later);
+        assert_eq!(cache.get_marked(&m), Some((d, vec![])));
+        cache.put_marked(
+            &m,
+            &m,
+            &d,
+            later,
+            &["secrets-clean-v1-ab".into(), "bad mark".into()],
+        );
+        assert_eq!(
+            cache.get_marked(&m),
+            Some((d, vec!["secrets-clean-v1-ab".to_string()]))
+        );
+        assert_eq!(cache.get(&m), Some(d));
     }
 
     #[test]

@@ -188,6 +188,15 @@ pub enum Error {
         /// Whether `current` was switched back to an earlier release.
         switched_back: bool,
     },
+    /// `push` found possible secrets (private keys, tokens, credential files) in what it was packing; nothing was
+    /// pushed. Every finding is listed (file inside the artifact, line, rule), never the secret itself.
+    #[error("refusing to push: {} possible secret(s) found:{}{}", findings.len() as u64 + more, findings.iter().map(|f| format!("\n  {f}")).collect::<String>(), if *more > 0 { format!("\n  ... and {more} more") } else { String::new() })]
+    Secrets {
+        /// What was found (at most a few per file).
+        findings: Vec<crate::artifact::secrets::Finding>,
+        /// Findings beyond those listed.
+        more: u64,
+    },
     /// Content is well formed but not something this command can handle.
     #[error("{what}: {reason}")]
     Unsupported {
@@ -206,7 +215,8 @@ impl Error {
             | Error::Digest(_)
             | Error::Usage { .. }
             | Error::Key(_)
-            | Error::Policy(_) => ErrorKind::Usage,
+            | Error::Policy(_)
+            | Error::Secrets { .. } => ErrorKind::Usage,
             Error::Denied { .. } | Error::Format(_) => ErrorKind::Denied,
             Error::Archive(crate::artifact::archive::ArchiveError::Io { .. }) => {
                 ErrorKind::Operational
@@ -254,6 +264,11 @@ impl Error {
             Error::HealthCheck { .. } => Some(
                 "see `sealpack history` for the health command's output; fix the release and deploy a new digest".into(),
             ),
+            Error::Secrets { findings, .. } => Some(format!(
+                "remove them from what you push (and revoke any real one); if a finding is a false positive, \
+                 allow it by path with --allow-secret {} (or PATH:LINE, PATH:RULE)",
+                findings.first().map_or("PATH", |f| f.path.as_str())
+            )),
             Error::Registry { status: 401 | 403, .. } => {
                 Some("the registry refused these credentials for this repository".into())
             }

@@ -409,3 +409,64 @@ fn bad_predicate_files_are_usage_errors_and_nothing_is_written() {
         "nothing attached"
     );
 }
+
+/// A revoked digest is denied by verify-attestation too (as by every verify), while the revocation statement
+/// itself stays readable.
+#[test]
+fn verify_attestation_denies_a_revoked_digest() {
+    let env = Env::new();
+    env.keygen("k", "ecdsa-p256");
+    fs::write(env.path().join("a.txt"), "a").unwrap();
+    env.sp(&[
+        "push",
+        "a.txt",
+        "--to",
+        "oci:./l:v1",
+        "--commit",
+        &"1".repeat(40),
+    ])
+    .ok();
+    env.sp(&["attest", "oci:./l:v1", "--key", "k.key", "--sbom"])
+        .ok();
+    env.sp(&[
+        "verify-attestation",
+        "oci:./l:v1",
+        "--key",
+        "k.pub",
+        "--type",
+        "cyclonedx",
+    ])
+    .ok();
+    env.sp(&[
+        "revoke",
+        "oci:./l:v1",
+        "--key",
+        "k.key",
+        "--reason",
+        "bad build",
+    ])
+    .ok();
+    let r = env.sp(&[
+        "verify-attestation",
+        "oci:./l:v1",
+        "--key",
+        "k.pub",
+        "--type",
+        "cyclonedx",
+    ]);
+    r.expect_code(10);
+    assert!(
+        r.stderr.contains("revoked by k.pub: bad build"),
+        "{}",
+        r.stderr
+    );
+    env.sp(&[
+        "verify-attestation",
+        "oci:./l:v1",
+        "--key",
+        "k.pub",
+        "--type",
+        "https://github.com/sealpack/sealpack/revocation/v1",
+    ])
+    .ok();
+}

@@ -173,3 +173,38 @@ fn a_title_that_is_another_titles_folder_is_refused() {
     assert!(r.stderr.contains("\"a/b\""), "{}", r.stderr);
     assert!(!Path::new(&env.path().join("out/a")).exists());
 }
+
+/// Each file layer is scanned for secrets in the same read that hashes it, named by its title; `--allow-secret`
+/// lets a named false positive through, as for folder layers.
+#[test]
+fn secrets_in_a_layer_per_file_folder_are_refused_by_title() {
+    let env = Env::new();
+    let dir = env.path().join("bundle");
+    fs::create_dir_all(dir.join("conf")).unwrap();
+    fs::write(dir.join("weights.bin"), "not a secret").unwrap();
+    let token = format!("ghp_{}", "a1B2c3D4e5F6".repeat(3));
+    fs::write(
+        dir.join("conf/.env"),
+        format!("# settings\nGITHUB_TOKEN={token}\n"),
+    )
+    .unwrap();
+    let push = |extra: &[&str]| {
+        let mut args = vec!["push", "--layer-per-file", "bundle", "--to", "oci:./l:v1"];
+        args.extend_from_slice(extra);
+        env.cmd(&args).run()
+    };
+    let r = push(&[]);
+    r.expect_code(2);
+    assert!(
+        r.stderr.contains("bundle/conf/.env:2: github-token"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains(&token),
+        "the token itself is never shown"
+    );
+    let blobs = env.path().join("l/blobs/sha256");
+    assert!(!blobs.exists() || fs::read_dir(&blobs).unwrap().count() == 0);
+    push(&["--allow-secret", "bundle/conf/.env"]).ok();
+}

@@ -720,6 +720,46 @@ pub fn pack_dir<W: Write + Send>(
     pack_dir_level(dir, prefix, out, PACK_LEVEL)
 }
 
+/// Sees the content of every regular file [`pack_dir_tapped`] packs, in the same read (the secret scanner).
+pub trait FileTap {
+    /// A file named `name` inside the archive (`prefix/<relative path>`) starts.
+    fn start(&mut self, name: &str);
+    /// Its next bytes, in order.
+    fn data(&mut self, bytes: &[u8]);
+    /// It was packed whole.
+    fn end(&mut self);
+}
+
+impl FileTap for () {
+    fn start(&mut self, _: &str) {}
+    fn data(&mut self, _: &[u8]) {}
+    fn end(&mut self) {}
+}
+
+/// Passes a file's bytes to a [`FileTap`] as they are read.
+struct TapReader<'t, R: Read> {
+    inner: R,
+    tap: &'t mut dyn FileTap,
+}
+
+impl<R: Read> Read for TapReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.tap.data(buf.get(..n).unwrap_or_default());
+        Ok(n)
+    }
+}
+
+/// [`pack_dir`], also giving every file's bytes to `tap` as they are packed (no second read).
+pub fn pack_dir_tapped<W: Write + Send>(
+    dir: &Path,
+    prefix: &str,
+    out: W,
+    tap: &mut dyn FileTap,
+) -> Result<PackSummary, ArchiveError> {
+    pack_dir_with(dir, prefix, out, PACK_LEVEL, tap)
+}
+
 /// Uncompressed tar bytes handed to the deflate thread at a time.
 const PIPE_CHUNK: usize = 256 << 10;
 /// Chunks in flight between the tar and deflate threads (bounds memory at a few MiB).
@@ -764,14 +804,25 @@ impl Write for PipeWriter {
     }
 }
 
-/// Packs on two threads: this one walks the folder, reads the files and builds and hashes the
-/// tar stream; a scoped thread deflates it into `out` (deflate is ~3/4 of the work, so the
-/// two overlap well). The bytes are exactly those of a single-threaded pack.
+/// [`pack_dir`] at a given gzip level.
 fn pack_dir_level<W: Write + Send>(
     dir: &Path,
     prefix: &str,
     out: W,
     level: u32,
+) -> Result<PackSummary, ArchiveError> {
+    pack_dir_with(dir, prefix, out, level, &mut ())
+}
+
+/// Packs on two threads: this one walks the folder, reads the files (giving their bytes to `tap`) and builds
+/// and hashes the tar stream; a scoped thread deflates it into `out` (deflate is ~3/4 of the work, so the
+/// two overlap well). The bytes are exactly those of a single-threaded pack.
+fn pack_dir_with<W: Write + Send>(
+    dir: &Path,
+    prefix: &str,
+    out: W,
+    level: u32,
+    tap: &mut dyn FileTap,
 ) -> Result<PackSummary, ArchiveError> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPE_DEPTH);
     let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Vec<u8>>();
@@ -793,7 +844,7 @@ fn pack_dir_level<W: Write + Send>(
             tx,
             spare: spare_rx,
         };
-        let packed = pack_tar(dir, prefix, &mut pipe)
+        let packed = pack_tar(dir, prefix, &mut pipe, tap)
             .and_then(|summary| pipe.flush().map(|()| summary).map_err(out_err));
         drop(pipe);
         let deflated = deflater
@@ -813,7 +864,12 @@ fn pack_dir_level<W: Write + Send>(
 }
 
 /// The tar half of [`pack_dir`]: writes the uncompressed tar stream to `tar_out`.
-fn pack_tar<T: Write>(dir: &Path, prefix: &str, tar_out: T) -> Result<PackSummary, ArchiveError> {
+fn pack_tar<T: Write>(
+    dir: &Path,
+    prefix: &str,
+    tar_out: T,
+    tap: &mut dyn FileTap,
+) -> Result<PackSummary, ArchiveError> {
     let defaults = Limits::default();
     let prefix_comps = parse_name(prefix.as_bytes(), defaults.max_path_len, defaults.max_depth)
         .map_err(|e| ArchiveError::UnsupportedSource {
@@ -950,6 +1006,11 @@ fn pack_tar<T: Write>(dir: &Path, prefix: &str, tar_out: T) -> Result<PackSummar
                 remaining: size,
                 failed: &source_error,
             };
+            tap.start(&name);
+            let reader = TapReader {
+                inner: reader,
+                tap: &mut *tap,
+            };
             if let Err(e) = builder.append_data(&mut header, Path::new(&name), reader) {
                 return Err(match source_error.borrow_mut().take() {
                     Some(source) => ArchiveError::Io {
@@ -959,6 +1020,7 @@ fn pack_tar<T: Write>(dir: &Path, prefix: &str, tar_out: T) -> Result<PackSummar
                     None => out_err(e),
                 });
             }
+            tap.end();
             summary.files += 1;
             summary.bytes = summary.bytes.saturating_add(size);
         } else if ft.is_symlink() {

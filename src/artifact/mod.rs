@@ -7,6 +7,7 @@ pub mod copy;
 pub mod inspect;
 pub mod pull;
 pub mod push;
+pub mod secrets;
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;

@@ -3,7 +3,8 @@
 //! Order of work, chosen so that a failure never leaves anything half-done behind a tag:
 //! 1. check the inputs and the tag rules (before any network or disk work);
 //! 2. hash every file and pack every folder (deterministically) into a temporary tar+gzip, so every layer has a
-//!    digest before any upload;
+//!    digest before any upload, scanning every byte for secrets in the same read (see [`super::secrets`]); a
+//!    finding not allowed by [`PushOptions::allow_secrets`] stops the push here, before any upload;
 //! 3. build the manifest and compare with what the tag points at now (no-clobber);
 //! 4. upload only the blobs the store lacks (HEAD first; cross-repository mount when a source is known);
 //! 5. put the manifest by digest, and only then move the tag.
@@ -16,6 +17,7 @@ use serde::Serialize;
 
 use super::Observer;
 use super::archive;
+use super::secrets::{self, FileFindings, Finding};
 use crate::digest::{self, Digest};
 use crate::error::{Error, Result};
 use crate::oci::{Descriptor, ImageManifest, RawManifest, annotations, media};
@@ -50,6 +52,8 @@ pub struct PushOptions {
     pub temp_dir: Option<PathBuf>,
     /// Remembers file digests so an unchanged file is not read again.
     pub digest_cache: Option<crate::cache::DigestCache>,
+    /// Secret-scan findings to let through (`--allow-secret`).
+    pub allow_secrets: Vec<secrets::Allow>,
 }
 
 /// What happened to one layer.
@@ -96,6 +100,9 @@ pub struct PushReport {
     pub bytes_uploaded: u64,
     /// Whether the tag already pointed at this digest (nothing was written).
     pub unchanged: bool,
+    /// Possible secrets that were pushed because `--allow-secret` named them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_secrets: Vec<Finding>,
 }
 
 /// Blobs mounted or uploaded at the same time.
@@ -192,25 +199,65 @@ fn manifest_annotations(tag: &str, opts: &PushOptions) -> Result<BTreeMap<String
     Ok(a)
 }
 
-/// Hashes a file, or takes its digest from the cache when the file is unchanged since it was last hashed.
-fn hash_file(path: &Path, cache: Option<&crate::cache::DigestCache>) -> Result<(Digest, u64)> {
-    let f = std::fs::File::open(path).map_err(|e| Error::io("reading", path, e))?;
-    let before = f.metadata().map_err(|e| Error::io("reading", path, e))?;
-    if let Some(d) = cache.and_then(|c| c.get(&before)) {
-        return Ok((d, before.len()));
-    }
-    let started = std::time::SystemTime::now();
-    let (digest, size) = digest::hash_reader(&f).map_err(|e| Error::io("reading", path, e))?;
-    if let (Some(c), Ok(after)) = (cache, std::fs::metadata(path)) {
-        c.put(&before, &after, &digest, started);
-    }
-    Ok((digest, size))
+/// Passes what is read to a secret scanner.
+struct ScanReader<'s, R> {
+    inner: R,
+    scanner: &'s mut secrets::FileScanner,
 }
 
-/// Hashes files and packs folders (on blocking threads), giving one descriptor per input path.
-async fn prepare(paths: &[PathBuf], opts: &PushOptions, tmp: &Path) -> Result<Vec<Prepared>> {
+impl<R: std::io::Read> std::io::Read for ScanReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.scanner.update(buf.get(..n).unwrap_or_default());
+        Ok(n)
+    }
+}
+
+/// Hashes a file and scans it for secrets (as `title`, its path inside the artifact) in the same read, or takes
+/// both from the cache when the file is unchanged since it was last hashed and was then scanned clean under the
+/// current rules. A cached digest without that mark (an older sealpack, or a file with findings) is read again.
+fn hash_file(
+    path: &Path,
+    title: &str,
+    cache: Option<&crate::cache::DigestCache>,
+) -> Result<(Digest, u64, FileFindings)> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io("reading", path, e))?;
+    let before = f.metadata().map_err(|e| Error::io("reading", path, e))?;
+    let clean = secrets::clean_mark(title);
+    if let Some((d, marks)) = cache.and_then(|c| c.get_marked(&before))
+        && marks.contains(&clean)
+    {
+        return Ok((d, before.len(), FileFindings::default()));
+    }
+    let started = std::time::SystemTime::now();
+    let mut scanner = secrets::FileScanner::new(title);
+    let (digest, size) = digest::hash_reader(ScanReader {
+        inner: &f,
+        scanner: &mut scanner,
+    })
+    .map_err(|e| Error::io("reading", path, e))?;
+    let found = scanner.finish();
+    if let (Some(c), Ok(after)) = (cache, std::fs::metadata(path)) {
+        let marks = if found.findings.is_empty() {
+            vec![clean]
+        } else {
+            vec![]
+        };
+        c.put_marked(&before, &after, &digest, started, &marks);
+    }
+    Ok((digest, size, found))
+}
+
+/// Hashes files and packs folders (on blocking threads), giving one descriptor per input path, and what the secret
+/// scan found in them.
+async fn prepare(
+    paths: &[PathBuf],
+    opts: &PushOptions,
+    tmp: &Path,
+) -> Result<(Vec<Prepared>, Vec<FileFindings>)> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
+    let mut found = Vec::new();
     for (i, path) in paths.iter().enumerate() {
         let meta = std::fs::metadata(path).map_err(|e| Error::io("reading", path, e))?;
         let title = title_of(path)?;
@@ -221,32 +268,39 @@ async fn prepare(paths: &[PathBuf], opts: &PushOptions, tmp: &Path) -> Result<Ve
         }
         let p = path.clone();
         if meta.is_dir() && opts.layer_per_file {
-            out.extend(prepare_files_of_folder(path, &title, opts).await?);
+            let (files, scan) = prepare_files_of_folder(path, &title, opts).await?;
+            out.extend(files);
+            found.extend(scan);
         } else if meta.is_dir() {
             let packed = tmp.join(format!("layer-{i}.tar.gz"));
             let packed2 = packed.clone();
             let t = title.clone();
-            let (summary, digest, size) = tokio::task::spawn_blocking(move || -> Result<_> {
-                let f = std::fs::File::create(&packed2)
-                    .map_err(|e| Error::io("creating", &packed2, e))?;
-                let mut w =
-                    digest::HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, f));
-                // a folder that cannot be packed is the user's input to fix, not hostile content
-                let summary = archive::pack_dir(&p, &t, &mut w).map_err(|e| match e {
-                    archive::ArchiveError::Io { path, source } => {
-                        Error::io("packing", path, source)
-                    }
-                    other => Error::usage(format!("cannot pack {}: {other}", p.display())),
-                })?;
-                let (digest, size, inner) = w.finish();
-                // a temporary file: flushed to the kernel, no fsync (it is read back at once and deleted)
-                inner
-                    .into_inner()
-                    .map_err(|e| Error::io("writing", &packed2, e.into_error()))?;
-                Ok((summary, digest, size))
-            })
-            .await
-            .expect("pack task panicked")?;
+            let (summary, digest, size, scan) =
+                tokio::task::spawn_blocking(move || -> Result<_> {
+                    let f = std::fs::File::create(&packed2)
+                        .map_err(|e| Error::io("creating", &packed2, e))?;
+                    let mut w =
+                        digest::HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, f));
+                    let mut scan = secrets::FolderScanner::default();
+                    // a folder that cannot be packed is the user's input to fix, not hostile content
+                    let summary = archive::pack_dir_tapped(&p, &t, &mut w, &mut scan).map_err(
+                        |e| match e {
+                            archive::ArchiveError::Io { path, source } => {
+                                Error::io("packing", path, source)
+                            }
+                            other => Error::usage(format!("cannot pack {}: {other}", p.display())),
+                        },
+                    )?;
+                    let (digest, size, inner) = w.finish();
+                    // a temporary file: flushed to the kernel, no fsync (it is read back at once and deleted)
+                    inner
+                        .into_inner()
+                        .map_err(|e| Error::io("writing", &packed2, e.into_error()))?;
+                    Ok((summary, digest, size, scan.found))
+                })
+                .await
+                .expect("pack task panicked")?;
+            found.extend(scan);
             let mut desc = Descriptor::new(media::LAYER_TAR_GZIP, digest, size);
             desc.annotations = Some(BTreeMap::from([
                 (annotations::TITLE.to_string(), title),
@@ -262,9 +316,14 @@ async fn prepare(paths: &[PathBuf], opts: &PushOptions, tmp: &Path) -> Result<Ve
             });
         } else if meta.is_file() {
             let cache = opts.digest_cache.clone();
-            let (digest, size) = tokio::task::spawn_blocking(move || hash_file(&p, cache.as_ref()))
-                .await
-                .expect("hash task panicked")?;
+            let t = title.clone();
+            let (digest, size, scan) =
+                tokio::task::spawn_blocking(move || hash_file(&p, &t, cache.as_ref()))
+                    .await
+                    .expect("hash task panicked")?;
+            if !scan.findings.is_empty() {
+                found.push(scan);
+            }
             let mt = opts
                 .file_media_type
                 .clone()
@@ -287,7 +346,40 @@ async fn prepare(paths: &[PathBuf], opts: &PushOptions, tmp: &Path) -> Result<Ve
             )));
         }
     }
-    Ok(out)
+    Ok((out, found))
+}
+
+/// Splits findings into those `allow` lets through and the rest; an error lists the rest, if any.
+pub fn check_findings(found: Vec<FileFindings>, allow: &[secrets::Allow]) -> Result<Vec<Finding>> {
+    let mut allowed = Vec::new();
+    let mut refused = Vec::new();
+    let mut more = 0;
+    for file in found {
+        // findings beyond the listed ones were only counted: an allow of the whole file covers them
+        let whole_file = file.findings.first().is_some_and(|f| {
+            allow
+                .iter()
+                .any(|a| a.line.is_none() && a.rule.is_none() && a.matches_path(&f.path))
+        });
+        if !whole_file {
+            more += file.more;
+        }
+        for f in file.findings {
+            if allow.iter().any(|a| a.matches(&f)) {
+                allowed.push(f);
+            } else {
+                refused.push(f);
+            }
+        }
+    }
+    if refused.is_empty() && more == 0 {
+        Ok(allowed)
+    } else {
+        Err(Error::Secrets {
+            findings: refused,
+            more,
+        })
+    }
 }
 
 /// How many files `--layer-per-file` hashes at once.
@@ -307,7 +399,7 @@ async fn prepare_files_of_folder(
     dir: &Path,
     folder_title: &str,
     opts: &PushOptions,
-) -> Result<Vec<Prepared>> {
+) -> Result<(Vec<Prepared>, Vec<FileFindings>)> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 
     let refuse = |path: &Path, why: String| {
@@ -386,14 +478,15 @@ async fn prepare_files_of_folder(
         .file_media_type
         .clone()
         .unwrap_or_else(|| media::OCTET_STREAM.into());
-    stream::iter(files)
+    let hashed: Vec<(Prepared, FileFindings)> = stream::iter(files)
         .map(|(title, path, executable)| {
             let cache = opts.digest_cache.clone();
             let media_type = media_type.clone();
             async move {
-                let p = path.clone();
-                let (digest, size) =
-                    tokio::task::spawn_blocking(move || hash_file(&p, cache.as_ref()))
+                // hashed and scanned for secrets in one read, as a single file is (by its title in the artifact)
+                let (p, t) = (path.clone(), title.clone());
+                let (digest, size, scan) =
+                    tokio::task::spawn_blocking(move || hash_file(&p, &t, cache.as_ref()))
                         .await
                         .expect("hash task panicked")?;
                 let mut a = BTreeMap::from([(annotations::TITLE.to_string(), title)]);
@@ -402,12 +495,18 @@ async fn prepare_files_of_folder(
                 }
                 let mut desc = Descriptor::new(media_type, digest, size);
                 desc.annotations = Some(a);
-                Ok::<_, Error>(Prepared { desc, source: path })
+                Ok::<_, Error>((Prepared { desc, source: path }, scan))
             }
         })
         .buffered(PARALLEL_FILES)
         .try_collect()
-        .await
+        .await?;
+    let (prepared, scans): (Vec<_>, Vec<_>) = hashed.into_iter().unzip();
+    let found = scans
+        .into_iter()
+        .filter(|s| !s.findings.is_empty() || s.more > 0)
+        .collect();
+    Ok((prepared, found))
 }
 
 /// Pushes `paths` to `target` (which must carry a tag) in `store`.
@@ -437,7 +536,8 @@ pub async fn push(
         None => tempfile::Builder::new().prefix("sealpack-push-").tempdir(),
     }
     .map_err(|e| Error::io("creating a temporary folder", std::env::temp_dir(), e))?;
-    let prepared = prepare(paths, opts, tmp.path()).await?;
+    let (prepared, found) = prepare(paths, opts, tmp.path()).await?;
+    let allowed_secrets = check_findings(found, &opts.allow_secrets)?;
 
     let manifest = ImageManifest {
         schema_version: 2,
@@ -482,6 +582,7 @@ pub async fn push(
                 layers: layer_report(&|_| Transfer::Present),
                 bytes_uploaded: 0,
                 unchanged: true,
+                allowed_secrets,
             });
         }
         if !opts.allow_overwrite {
@@ -540,5 +641,6 @@ pub async fn push(
         layers: layer_report(&|i| transfers[i].clone()),
         bytes_uploaded: uploaded,
         unchanged: false,
+        allowed_secrets,
     })
 }

@@ -260,6 +260,10 @@ pub struct PushArgs {
     /// Allow pushing to the tag `latest`
     #[arg(long)]
     pub allow_latest: bool,
+    /// Let a secret-scan finding through: PATH inside the artifact (e.g. site/.env), PATH:LINE or PATH:RULE;
+    /// a PATH ending in / covers the folder; may be repeated
+    #[arg(long = "allow-secret", value_name = "PATH[:LINE|:RULE]")]
+    pub allow_secrets: Vec<String>,
 }
 
 /// `pull` arguments.
@@ -420,10 +424,22 @@ async fn cmd_push(ctx: &Ctx, a: PushArgs) -> Result<()> {
             .map_err(|e| Error::io("reading", "the current folder", e))?,
         temp_dir: None,
         digest_cache: cache_dir().map(|d| sealpack::cache::DigestCache::new(&d)),
+        allow_secrets: a
+            .allow_secrets
+            .iter()
+            .map(|s| {
+                sealpack::artifact::secrets::Allow::parse(s)
+                    .map_err(|why| Error::usage(format!("--allow-secret {s:?}: {why}")))
+            })
+            .collect::<Result<_>>()?,
     };
     let store = store::open(&target, &ctx.store_opts, true).await?;
     let bars = output::Bars::new(ctx.quiet);
     let report = push::push(store.as_ref(), &target, &a.paths, &opts, &bars).await?;
+    // allowed findings are shown even with -q and --json: a secret should never go out unremarked
+    for f in &report.allowed_secrets {
+        output::note(&format!("note: allowed by --allow-secret: {f}"));
+    }
     if ctx.json {
         return output::json(&report);
     }

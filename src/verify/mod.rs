@@ -416,7 +416,31 @@ pub async fn verify_attestation(
 ) -> Result<AttestationReport> {
     let subject = store::resolve(store, reference).await?;
     let digest = subject.digest();
-    let report = check_attestations(store, reference, &digest, keys, predicate_type).await?;
+    let asks_for_revocations = crate::formats::intoto::predicate_type_matches(
+        crate::formats::revocation::PREDICATE_TYPE,
+        predicate_type,
+    );
+    let (report, revoked) = futures_util::future::try_join(
+        check_attestations(store, reference, &digest, keys, predicate_type),
+        async {
+            if asks_for_revocations {
+                Ok(Vec::new())
+            } else {
+                check_revocations(store, reference, &digest, keys).await
+            }
+        },
+    )
+    .await?;
+    // as every verify: a digest revoked by a trusted key is denied, whatever else is attached to it
+    if !revoked.is_empty() {
+        return Err(Error::Denied {
+            subject: report.reference,
+            reasons: revoked
+                .iter()
+                .map(|r| format!("revoked by {}: {}", r.keys.join(", "), r.reason))
+                .collect(),
+        });
+    }
     if report.verified.is_empty() {
         let headline = if report.rejected.is_empty() {
             format!(
