@@ -7,12 +7,13 @@
 
 use std::path::{Path, PathBuf};
 
+use futures_util::{StreamExt, stream};
 use serde::Serialize;
 
 use super::{Observer, archive, safe_relative_path};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::oci::{Manifest, annotations, media};
+use crate::oci::{Descriptor, Manifest, annotations, media};
 use crate::reference::Reference;
 use crate::store::{self, Store};
 
@@ -38,6 +39,76 @@ pub struct PullReport {
     pub digest: Digest,
     /// What was written.
     pub files: Vec<PulledFile>,
+}
+
+/// How many layers a pull fetches at once.
+const PARALLEL_LAYERS: usize = 4;
+
+/// A layer fetched and checked into the staging folder: where it is, where it goes, and what it was.
+type Fetched = (PathBuf, PathBuf, Descriptor, bool);
+
+/// Fetches one layer by digest into `staging` (checked while streaming) and, for a folder layer, unpacks it
+/// there with the archive guards.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_layer(
+    store: &dyn Store,
+    layer: &Descriptor,
+    rel: &Path,
+    unpack: bool,
+    i: usize,
+    staging: &Path,
+    limits: &archive::Limits,
+    pinned: &Reference,
+    observer: &dyn Observer,
+) -> Result<Fetched> {
+    let blob = store.get_blob(layer).await?;
+    let bar = observer.transfer(&rel.display().to_string(), layer.size);
+    let progress = move |n: u64| bar(n);
+    if !unpack {
+        let dest = staging.join(format!("file-{i}"));
+        blob.write_new_file(&dest, &progress).await?;
+        if layer.annotation(annotations::FILE_MODE) == Some("0755") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| Error::io("setting the mode of", &dest, e))?;
+        }
+        return Ok((dest, rel.to_path_buf(), layer.clone(), false));
+    }
+    let packed = staging.join(format!("layer-{i}.tar"));
+    blob.write_new_file(&packed, &progress).await?;
+    let unpack_dir = staging.join(format!("unpack-{i}"));
+    std::fs::create_dir(&unpack_dir).map_err(|e| Error::io("creating", &unpack_dir, e))?;
+    let (ud, lim, gz) = (
+        unpack_dir.clone(),
+        *limits,
+        layer.media_type == media::LAYER_TAR_GZIP,
+    );
+    let p2 = packed.clone();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let f = std::fs::File::open(&p2).map_err(|e| Error::io("opening", &p2, e))?;
+        let r = std::io::BufReader::with_capacity(1 << 20, f);
+        if gz {
+            archive::unpack_tar_gz(r, &ud, &lim)?;
+        } else {
+            archive::unpack_tar(r, &ud, &lim)?;
+        }
+        Ok(())
+    })
+    .await
+    .expect("unpack task panicked")?;
+    let _ = std::fs::remove_file(&packed);
+    // a folder layer holds exactly one top-level entry: the folder named by its title
+    let entries: Vec<_> = std::fs::read_dir(&unpack_dir)
+        .map_err(|e| Error::io("reading", &unpack_dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    if entries.len() != 1 || Path::new(&entries[0]) != rel {
+        return Err(Error::untrusted(
+            format!("folder layer {:?} of {pinned}", rel.display()),
+            format!("its archive must hold only the folder {:?}", rel.display()),
+        ));
+    }
+    Ok((unpack_dir.join(rel), rel.to_path_buf(), layer.clone(), true))
 }
 
 /// Pulls `reference` from `store` into `out_dir` (created if missing). Existing files are never overwritten.
@@ -126,9 +197,37 @@ pub async fn pull(
         plan.push((layer.clone(), rel, top, unpack));
     }
 
+    // a title must not name a folder of another (`a` and `a/b`): the second could not be moved into place
+    for (_, rel, _, _) in &plan {
+        if let Some(a) = rel.ancestors().skip(1).find(|a| names.contains(*a)) {
+            return Err(Error::untrusted(
+                format!("layer title {:?} of {pinned}", rel.display()),
+                format!("another layer is named {:?}, its folder", a.display()),
+            ));
+        }
+    }
+
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io("creating", out_dir, e))?;
     for (_, rel, _, _) in &plan {
         let dest = out_dir.join(rel);
+        // the folders a nested title goes into are written through only when they are real folders
+        for a in rel
+            .ancestors()
+            .skip(1)
+            .filter(|a| !a.as_os_str().is_empty())
+        {
+            let p = out_dir.join(a);
+            match std::fs::symlink_metadata(&p) {
+                Ok(m) if !m.is_dir() => {
+                    return Err(Error::usage(format!(
+                        "{} exists and is not a folder; pull needs a folder there for {}",
+                        p.display(),
+                        rel.display()
+                    )));
+                }
+                _ => {}
+            }
+        }
         if std::fs::symlink_metadata(&dest).is_ok() {
             return Err(Error::usage_hint(
                 format!(
@@ -144,57 +243,41 @@ pub async fn pull(
         .tempdir_in(out_dir)
         .map_err(|e| Error::io("creating a staging folder in", out_dir, e))?;
 
-    let mut files = Vec::new();
-    for (i, (layer, rel, _, unpack)) in plan.iter().enumerate() {
-        let blob = store.get_blob(layer).await?;
-        let bar = observer.transfer(&rel.display().to_string(), layer.size);
-        let progress = move |n: u64| bar(n);
-        if *unpack {
-            let packed = staging.path().join(format!("layer-{i}.tar"));
-            blob.write_new_file(&packed, &progress).await?;
-            let unpack_dir = staging.path().join(format!("unpack-{i}"));
-            std::fs::create_dir(&unpack_dir).map_err(|e| Error::io("creating", &unpack_dir, e))?;
-            let (ud, lim, gz) = (
-                unpack_dir.clone(),
-                *limits,
-                layer.media_type == media::LAYER_TAR_GZIP,
-            );
-            let p2 = packed.clone();
-            tokio::task::spawn_blocking(move || -> Result<()> {
-                let f = std::fs::File::open(&p2).map_err(|e| Error::io("opening", &p2, e))?;
-                let r = std::io::BufReader::with_capacity(1 << 20, f);
-                if gz {
-                    archive::unpack_tar_gz(r, &ud, &lim)?;
-                } else {
-                    archive::unpack_tar(r, &ud, &lim)?;
+    // fetch PARALLEL_LAYERS at a time; after a failure no further layer starts, the ones in flight finish (so
+    // nothing still writes into the staging folder when it is removed), and the first error is returned
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let results: Vec<Option<Result<Fetched>>> = stream::iter(plan.iter().enumerate())
+        .map(|(i, (layer, rel, _, unpack))| {
+            let (failed, staging, pinned) = (&failed, staging.path(), &pinned);
+            async move {
+                if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                    return None;
                 }
-                Ok(())
-            })
-            .await
-            .expect("unpack task panicked")?;
-            let _ = std::fs::remove_file(&packed);
-            // a folder layer holds exactly one top-level entry: the folder named by its title
-            let entries: Vec<_> = std::fs::read_dir(&unpack_dir)
-                .map_err(|e| Error::io("reading", &unpack_dir, e))?
-                .filter_map(|e| e.ok().map(|e| e.file_name()))
-                .collect();
-            if entries.len() != 1 || Path::new(&entries[0]) != rel.as_path() {
-                return Err(Error::untrusted(
-                    format!("folder layer {:?} of {pinned}", rel.display()),
-                    format!("its archive must hold only the folder {:?}", rel.display()),
-                ));
+                let r = fetch_layer(
+                    store, layer, rel, *unpack, i, staging, limits, pinned, observer,
+                )
+                .await;
+                if r.is_err() {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                Some(r)
             }
-            files.push((unpack_dir.join(rel), rel.clone(), layer, true));
-        } else {
-            let dest = staging.path().join(format!("file-{i}"));
-            blob.write_new_file(&dest, &progress).await?;
-            if layer.annotation(annotations::FILE_MODE) == Some("0755") {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))
-                    .map_err(|e| Error::io("setting the mode of", &dest, e))?;
+        })
+        .buffered(PARALLEL_LAYERS)
+        .collect()
+        .await;
+    let mut files = Vec::new();
+    let mut first_error = None;
+    for r in results.into_iter().flatten() {
+        match r {
+            Ok(f) => files.push(f),
+            Err(e) => {
+                first_error.get_or_insert(e);
             }
-            files.push((dest, rel.clone(), layer, false));
         }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
     }
 
     // everything is checked: move into place

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use futures_util::future::try_join_all;
+use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 
 use super::Observer;
@@ -32,6 +32,8 @@ pub struct PushOptions {
     pub artifact_type: Option<String>,
     /// Media type for file layers (default `application/octet-stream`).
     pub file_media_type: Option<String>,
+    /// Push a folder as one layer per regular file (titled `FOLDER/REL/PATH`) instead of one tar+gzip layer.
+    pub layer_per_file: bool,
     /// Extra manifest annotations; they win over the ones sealpack fills in.
     pub annotations: BTreeMap<String, String>,
     /// The git commit; default: `git rev-parse HEAD` in `work_dir` when it is inside a work tree.
@@ -265,7 +267,11 @@ async fn prepare(
             )));
         }
         let p = path.clone();
-        if meta.is_dir() {
+        if meta.is_dir() && opts.layer_per_file {
+            let (files, scan) = prepare_files_of_folder(path, &title, opts).await?;
+            out.extend(files);
+            found.extend(scan);
+        } else if meta.is_dir() {
             let packed = tmp.join(format!("layer-{i}.tar.gz"));
             let packed2 = packed.clone();
             let t = title.clone();
@@ -376,6 +382,133 @@ pub fn check_findings(found: Vec<FileFindings>, allow: &[secrets::Allow]) -> Res
     }
 }
 
+/// How many files `--layer-per-file` hashes at once.
+const PARALLEL_FILES: usize = 4;
+/// How many HEAD requests a push has in flight at once.
+const PARALLEL_HEADS: usize = 16;
+/// Most files `--layer-per-file` takes from one folder (each is a descriptor in a manifest capped at 4 MiB).
+pub const MAX_LAYER_FILES: usize = 10_000;
+
+/// `--layer-per-file`: one layer per regular file below `dir`, titled by its path relative to the folder's parent
+/// (`model/weights/part-01.bin`), so pull recreates the tree. Files are hashed [`PARALLEL_FILES`] at a time;
+/// layers come sorted by title whatever the hashing order. Refused, as in folder packing: special files
+/// (FIFOs, sockets, devices) and names that would not come back as the same path; also every symlink (a file
+/// layer cannot be a link: push the folder as one layer to keep links). Folders come back only as the parents
+/// of their files (an empty folder is not pushed).
+async fn prepare_files_of_folder(
+    dir: &Path,
+    folder_title: &str,
+    opts: &PushOptions,
+) -> Result<(Vec<Prepared>, Vec<FileFindings>)> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+    let refuse = |path: &Path, why: String| {
+        Error::usage_hint(
+            format!(
+                "cannot push {} with --layer-per-file: {why}",
+                path.display()
+            ),
+            "fix or remove it, or push the folder as one layer (without --layer-per-file)",
+        )
+    };
+    let mut files: Vec<(String, PathBuf, bool)> = Vec::new();
+    let walker = walkdir::WalkDir::new(dir).min_depth(1).follow_links(false);
+    for item in walker {
+        let item = item.map_err(|e| {
+            let path = e.path().unwrap_or(dir).to_path_buf();
+            let source = e
+                .into_io_error()
+                .unwrap_or_else(|| std::io::Error::other("directory walk failed"));
+            Error::io("reading", path, source)
+        })?;
+        let ft = item.file_type();
+        if ft.is_dir() {
+            continue;
+        }
+        let path = item.path();
+        if ft.is_symlink() {
+            return Err(refuse(
+                path,
+                "it is a symlink, and a file layer cannot be a link".into(),
+            ));
+        }
+        if !ft.is_file() {
+            let kind = if ft.is_fifo() {
+                "FIFO"
+            } else if ft.is_socket() {
+                "socket"
+            } else if ft.is_char_device() {
+                "character device"
+            } else if ft.is_block_device() {
+                "block device"
+            } else {
+                "special file"
+            };
+            return Err(refuse(path, format!("it is a {kind}")));
+        }
+        let rel = path
+            .strip_prefix(dir)
+            .ok()
+            .and_then(Path::to_str)
+            .ok_or_else(|| refuse(path, "its name is not UTF-8".into()))?;
+        let title = format!("{folder_title}/{rel}");
+        // pull takes titles through the same check: refuse here what it would refuse there
+        super::safe_relative_path(&title).map_err(|e| refuse(path, e.to_string()))?;
+        let meta = item
+            .metadata()
+            .map_err(|e| Error::io("reading", path, e.into()))?;
+        files.push((
+            title,
+            path.to_path_buf(),
+            meta.permissions().mode() & 0o111 != 0,
+        ));
+        if files.len() > MAX_LAYER_FILES {
+            return Err(refuse(
+                dir,
+                format!("it holds more than {MAX_LAYER_FILES} files (one layer each)"),
+            ));
+        }
+    }
+    if files.is_empty() {
+        return Err(refuse(dir, "it holds no files".into()));
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let media_type = opts
+        .file_media_type
+        .clone()
+        .unwrap_or_else(|| media::OCTET_STREAM.into());
+    let hashed: Vec<(Prepared, FileFindings)> = stream::iter(files)
+        .map(|(title, path, executable)| {
+            let cache = opts.digest_cache.clone();
+            let media_type = media_type.clone();
+            async move {
+                // hashed and scanned for secrets in one read, as a single file is (by its title in the artifact)
+                let (p, t) = (path.clone(), title.clone());
+                let (digest, size, scan) =
+                    tokio::task::spawn_blocking(move || hash_file(&p, &t, cache.as_ref()))
+                        .await
+                        .expect("hash task panicked")?;
+                let mut a = BTreeMap::from([(annotations::TITLE.to_string(), title)]);
+                if executable {
+                    a.insert(annotations::FILE_MODE.to_string(), "0755".to_string());
+                }
+                let mut desc = Descriptor::new(media_type, digest, size);
+                desc.annotations = Some(a);
+                Ok::<_, Error>((Prepared { desc, source: path }, scan))
+            }
+        })
+        .buffered(PARALLEL_FILES)
+        .try_collect()
+        .await?;
+    let (prepared, scans): (Vec<_>, Vec<_>) = hashed.into_iter().unzip();
+    let found = scans
+        .into_iter()
+        .filter(|s| !s.findings.is_empty() || s.more > 0)
+        .collect();
+    Ok((prepared, found))
+}
+
 /// Pushes `paths` to `target` (which must carry a tag) in `store`.
 pub async fn push(
     store: &dyn Store,
@@ -461,44 +594,43 @@ pub async fn push(
         }
     }
 
-    // which blobs are missing, the config `{}` included (HEADs in parallel); then mount or upload those, a few
-    // at a time
+    // which blobs are missing? (HEADs in parallel, bounded); then mount or upload each missing one, a few at a
+    // time, the config `{}` included; a digest shared by several layers (two equal files) is sent once
     let config = Descriptor::empty_json();
-    let blobs: Vec<&Descriptor> = std::iter::once(&config)
-        .chain(prepared.iter().map(|p| &p.desc))
-        .collect();
-    let present = try_join_all(blobs.iter().map(|d| store.blob_exists(&d.digest))).await?;
-    use futures_util::{StreamExt, TryStreamExt};
-    let prepared_ref = &prepared;
-    let mut transfers: Vec<Transfer> =
-        futures_util::stream::iter(blobs.iter().zip(&present).enumerate().map(
-            |(i, (desc, have))| async move {
-                if *have {
-                    return Ok::<_, Error>(Transfer::Present);
-                }
-                if store.try_mount(desc).await? {
-                    return Ok(Transfer::Mounted);
-                }
-                let source = match i {
-                    0 => BlobSource::Bytes(bytes::Bytes::from_static(b"{}")),
-                    _ => BlobSource::File(prepared_ref[i - 1].source.clone()),
-                };
-                let bar = observer.transfer(desc.title().unwrap_or("config"), desc.size);
-                let progress = move |n: u64| bar(n);
-                store.put_blob(desc, source, &progress).await?;
-                Ok(Transfer::Uploaded)
-            },
-        ))
+    let mut unique: Vec<(&Descriptor, BlobSource)> =
+        vec![(&config, BlobSource::Bytes(bytes::Bytes::from_static(b"{}")))];
+    let mut seen_digests = BTreeSet::from([config.digest]);
+    for p in &prepared {
+        if seen_digests.insert(p.desc.digest) {
+            unique.push((&p.desc, BlobSource::File(p.source.clone())));
+        }
+    }
+    let present: Vec<bool> = stream::iter(unique.iter().map(|(d, _)| store.blob_exists(&d.digest)))
+        .buffered(PARALLEL_HEADS)
+        .try_collect()
+        .await?;
+    let done: Vec<(Digest, Transfer, u64)> = stream::iter(unique.into_iter().zip(present))
+        .map(|((desc, source), have)| async move {
+            if have {
+                return Ok::<_, Error>((desc.digest, Transfer::Present, 0));
+            }
+            if store.try_mount(desc).await? {
+                return Ok((desc.digest, Transfer::Mounted, 0));
+            }
+            let bar = observer.transfer(desc.title().unwrap_or("config"), desc.size);
+            let progress = move |n: u64| bar(n);
+            store.put_blob(desc, source, &progress).await?;
+            Ok((desc.digest, Transfer::Uploaded, desc.size))
+        })
         .buffered(UPLOADS_IN_FLIGHT)
         .try_collect()
         .await?;
-    let uploaded: u64 = blobs
+    let uploaded = done.iter().map(|(_, _, n)| n).sum();
+    let by_digest: BTreeMap<Digest, Transfer> = done.into_iter().map(|(d, t, _)| (d, t)).collect();
+    let transfers: Vec<Transfer> = prepared
         .iter()
-        .zip(&transfers)
-        .filter(|(_, t)| **t == Transfer::Uploaded)
-        .map(|(d, _)| d.size)
-        .sum();
-    transfers.remove(0); // the config
+        .map(|p| by_digest[&p.desc.digest].clone())
+        .collect();
     store.put_manifest(&raw, Some(&tag)).await?;
     drop(tmp);
     Ok(PushReport {

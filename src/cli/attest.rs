@@ -188,6 +188,14 @@ async fn sbom(
             });
         }
     };
+    if manifest.config.media_type == sealpack::oci::media::OCI_IMAGE_CONFIG
+        || manifest.config.media_type == sealpack::oci::media::DOCKER_IMAGE_CONFIG
+    {
+        return Err(Error::Unsupported {
+            what: reference.pinned(subject.digest()).to_string(),
+            reason: "this is a container image; sealpack's SBOM lists the files of file artifacts. Attach the image's SBOM from your image tooling: `attest --predicate FILE --type cyclonedx`".into(),
+        });
+    }
     let tmp = tempfile::Builder::new()
         .prefix("sealpack-sbom-")
         .tempdir()

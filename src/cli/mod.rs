@@ -242,6 +242,9 @@ pub struct PushArgs {
     /// Media type of file layers (default application/octet-stream)
     #[arg(long, value_name = "TYPE")]
     pub media_type: Option<String>,
+    /// Push each folder as one layer per file (titled FOLDER/PATH), hashed and uploaded in parallel
+    #[arg(long)]
+    pub layer_per_file: bool,
     /// A manifest annotation KEY=VALUE; may be repeated
     #[arg(long = "annotation", short = 'a', value_name = "KEY=VALUE")]
     pub annotations: Vec<String>,
@@ -410,6 +413,7 @@ async fn cmd_push(ctx: &Ctx, a: PushArgs) -> Result<()> {
     let opts = push::PushOptions {
         artifact_type: a.artifact_type,
         file_media_type: a.media_type,
+        layer_per_file: a.layer_per_file,
         annotations: parse_annotations(&a.annotations)?,
         commit: a.commit,
         created: a.created,
