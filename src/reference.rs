@@ -270,6 +270,7 @@ impl RegistryRef {
         if name.is_empty() {
             return Err(refuse(input, "no repository name"));
         }
+        // checked on the written name first (bounds the work below), then on the normalised one
         if name.len() > MAX_NAME_LEN {
             return Err(refuse(
                 input,
@@ -300,6 +301,18 @@ impl RegistryRef {
         };
         if repository.is_empty() {
             return Err(refuse(input, "no repository after the registry host"));
+        }
+        // Docker Hub names grow when normalised (`app` is `docker.io/library/app`); the cap is on the full name, as
+        // docker's ParseNormalizedNamed applies it, so that the name we display parses again
+        let full_len = registry.len() + 1 + repository.len();
+        if full_len > MAX_NAME_LEN {
+            return Err(refuse(
+                input,
+                format!(
+                    "the name is longer than {MAX_NAME_LEN} characters once normalised to {registry}/{}...",
+                    repository.chars().take(32).collect::<String>()
+                ),
+            ));
         }
         for c in repository.split('/') {
             check_component(c).map_err(|r| refuse(input, r))?;
@@ -357,6 +370,14 @@ impl LayoutRef {
         };
         if path.is_empty() {
             return Err(refuse(input, "no layout folder path after 'oci:'"));
+        }
+        // one reading only: with an '@' in the folder, `oci:a@b:tag` and the same reference pinned would split
+        // differently
+        if path.contains('@') {
+            return Err(refuse(
+                input,
+                "a layout folder path may not contain '@' (it introduces the digest)",
+            ));
         }
         Ok(LayoutRef {
             path: PathBuf::from(path),
@@ -507,5 +528,47 @@ mod tests {
         }
         let long_tag = format!("h.io/app:{}", "a".repeat(129));
         assert!(Reference::parse(&long_tag).is_err());
+    }
+
+    /// Inputs found by the `reference` fuzz target (`testdata/fuzz-regressions/reference/`): whatever parses must
+    /// display as a reference that parses back to the same thing.
+    #[test]
+    fn fuzz_regressions() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/fuzz-regressions/reference");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let input = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+            if let Ok(r) = Reference::parse(&input) {
+                let shown = r.to_string();
+                let again = Reference::parse(&shown).unwrap_or_else(|e| {
+                    panic!("{}: display {shown:?} does not parse: {e}", path.display())
+                });
+                assert_eq!(again.to_string(), shown, "{}", path.display());
+                // and so do the forms derived from it
+                let tagged = r.with_tag("latest");
+                assert_eq!(
+                    Reference::parse(&tagged.to_string()).as_ref(),
+                    Ok(&tagged),
+                    "{}",
+                    path.display()
+                );
+                let pinned = r.pinned(Digest::of(b""));
+                assert_eq!(
+                    Reference::parse(&pinned.to_string()).as_ref(),
+                    Ok(&pinned),
+                    "{}",
+                    path.display()
+                );
+            }
+        }
+        let e = Reference::parse(&format!("oci:a@b@sha256:{HEX}")).unwrap_err();
+        assert!(e.reason.contains("may not contain '@'"), "{e}");
+        // 238 characters as written, 256 as docker.io/library/...: refused, not accepted and then unprintable
+        let e = Reference::parse(&"a".repeat(238)).unwrap_err();
+        assert!(
+            e.reason.contains("once normalised to docker.io/library"),
+            "{e}"
+        );
+        assert!(Reference::parse(&"a".repeat(237)).is_ok());
     }
 }

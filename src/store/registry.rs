@@ -319,9 +319,10 @@ mod insecure {
     }
 }
 
-/// A parsed `WWW-Authenticate` challenge.
+/// A parsed `WWW-Authenticate` challenge (public only for the fuzz targets).
+#[doc(hidden)]
 #[derive(Debug, PartialEq, Eq)]
-enum Challenge {
+pub enum Challenge {
     Basic,
     Bearer {
         realm: String,
@@ -329,7 +330,8 @@ enum Challenge {
     },
 }
 
-fn parse_challenge(h: &str) -> Option<Challenge> {
+#[doc(hidden)]
+pub fn parse_challenge(h: &str) -> Option<Challenge> {
     let (scheme, rest) = h.trim().split_once(' ').unwrap_or((h.trim(), ""));
     if scheme.eq_ignore_ascii_case("basic") {
         return Some(Challenge::Basic);
