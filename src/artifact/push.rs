@@ -199,18 +199,75 @@ fn manifest_annotations(tag: &str, opts: &PushOptions) -> Result<BTreeMap<String
     Ok(a)
 }
 
-/// Passes what is read to a secret scanner.
-struct ScanReader<'s, R> {
-    inner: R,
-    scanner: &'s mut secrets::FileScanner,
-}
+/// Read size of [`hash_and_scan`].
+const SCAN_CHUNK: usize = 1 << 20;
+/// Chunks in flight between the hashing and the scanning thread (bounds memory at a few MiB).
+const SCAN_DEPTH: usize = 4;
 
-impl<R: std::io::Read> std::io::Read for ScanReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.scanner.update(buf.get(..n).unwrap_or_default());
-        Ok(n)
-    }
+/// One read of `f` feeds SHA-256 on this thread and the secret scanner on another, so on two cores the scan costs
+/// no wall time (measured: scanning inline after hashing added ~0.6 s per GiB to every push of a large file).
+fn hash_and_scan(
+    mut f: &std::fs::File,
+    title: &str,
+) -> std::io::Result<(Digest, u64, FileFindings)> {
+    use std::io::Read;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(SCAN_DEPTH);
+    let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|s| {
+        let scan = s.spawn(move || {
+            let mut scanner = secrets::FileScanner::new(title);
+            for (buf, n) in rx {
+                scanner.update(&buf[..n]);
+                let _ = back_tx.send(buf);
+            }
+            scanner
+        });
+        let mut hasher = digest::Hasher::new();
+        let mut allocated = 0;
+        let read = loop {
+            let mut buf = match back_rx.try_recv() {
+                Ok(b) => b,
+                Err(_) if allocated < SCAN_DEPTH + 2 => {
+                    allocated += 1;
+                    vec![0u8; SCAN_CHUNK]
+                }
+                Err(_) => match back_rx.recv() {
+                    Ok(b) => b,
+                    Err(_) => break Err(std::io::Error::other("the secret scanner stopped")),
+                },
+            };
+            // fill the buffer (short reads happen) so chunks stay large
+            let mut n = 0;
+            let filled = loop {
+                match f.read(&mut buf[n..]) {
+                    Ok(0) => break Ok(()),
+                    Ok(k) => {
+                        n += k;
+                        if n == buf.len() {
+                            break Ok(());
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            if let Err(e) = filled {
+                break Err(e);
+            }
+            if n == 0 {
+                break Ok(());
+            }
+            hasher.update(&buf[..n]);
+            if tx.send((buf, n)).is_err() {
+                break Err(std::io::Error::other("the secret scanner stopped"));
+            }
+        };
+        drop(tx);
+        let scanner = scan.join().expect("secret scanner panicked");
+        read?;
+        let (digest, size) = hasher.finish();
+        Ok((digest, size, scanner.finish()))
+    })
 }
 
 /// Hashes a file and scans it for secrets (as `title`, its path inside the artifact) in the same read, or takes
@@ -230,13 +287,8 @@ fn hash_file(
         return Ok((d, before.len(), FileFindings::default()));
     }
     let started = std::time::SystemTime::now();
-    let mut scanner = secrets::FileScanner::new(title);
-    let (digest, size) = digest::hash_reader(ScanReader {
-        inner: &f,
-        scanner: &mut scanner,
-    })
-    .map_err(|e| Error::io("reading", path, e))?;
-    let found = scanner.finish();
+    let (digest, size, found) =
+        hash_and_scan(&f, title).map_err(|e| Error::io("reading", path, e))?;
     if let (Some(c), Ok(after)) = (cache, std::fs::metadata(path)) {
         let marks = if found.findings.is_empty() {
             vec![clean]
