@@ -635,52 +635,22 @@ fn a_binary_stays_runnable() {
 
 /// Writes a layout at `dir` whose tag `tag` is an artifact with one folder layer `bytes` titled `site`.
 fn layout_with_folder_layer(dir: &Path, tag: &str, bytes: Vec<u8>) {
-    use sealpack::oci::{Descriptor, ImageManifest, RawManifest, annotations, media};
-    use sealpack::store::{BlobSource, Store, layout::LayoutStore, no_progress};
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let store = LayoutStore::open(dir, true).await.unwrap();
-        let mut layer = Descriptor::new(
-            media::LAYER_TAR_GZIP,
-            sealpack::Digest::of(&bytes),
-            bytes.len() as u64,
-        );
-        layer.annotations = Some(
-            [
-                (annotations::TITLE, "site"),
-                (annotations::ORAS_UNPACK, "true"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        );
-        store
-            .put_blob(&layer, BlobSource::Bytes(bytes.into()), &no_progress)
-            .await
-            .unwrap();
-        let config = Descriptor::empty_json();
-        store
-            .put_blob(
-                &config,
-                BlobSource::Bytes(bytes::Bytes::from_static(b"{}")),
-                &no_progress,
-            )
-            .await
-            .unwrap();
-        let m = ImageManifest {
-            schema_version: 2,
-            media_type: Some(media::OCI_MANIFEST.into()),
-            artifact_type: Some(media::SEALPACK_ARTIFACT.into()),
-            config,
-            layers: vec![layer],
-            subject: None,
-            annotations: None,
-        };
-        store
-            .put_manifest(&RawManifest::from_image(&m).unwrap(), Some(tag))
-            .await
-            .unwrap();
-    });
+    use sealpack::oci::{Descriptor, annotations, media};
+    let mut layer = Descriptor::new(
+        media::LAYER_TAR_GZIP,
+        sealpack::Digest::of(&bytes),
+        bytes.len() as u64,
+    );
+    layer.annotations = Some(
+        [
+            (annotations::TITLE, "site"),
+            (annotations::ORAS_UNPACK, "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    );
+    common::cli::write_layout_artifact(dir, tag, vec![(layer, bytes)]);
 }
 
 /// A tar.gz made by Python's tarfile (as an attacker would) from `body` (Python using `f`, `d`, `l`, `t`).

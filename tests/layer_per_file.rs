@@ -123,51 +123,21 @@ fn a_bad_layer_among_many_fetched_at_once_leaves_nothing() {
 /// Layers titled `a` and `a/b`: the second could never be moved into place; pull refuses before writing.
 #[test]
 fn a_title_that_is_another_titles_folder_is_refused() {
-    use sealpack::oci::{Descriptor, ImageManifest, RawManifest, annotations, media};
-    use sealpack::store::{BlobSource, Store, layout::LayoutStore, no_progress};
+    use sealpack::oci::{Descriptor, annotations, media};
     let env = Env::new();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let store = LayoutStore::open(&env.path().join("l"), true)
-            .await
-            .unwrap();
-        let mut layers = Vec::new();
-        for (title, body) in [("a", &b"file a"[..]), ("a/b", &b"file b"[..])] {
+    let layers = [("a", &b"file a"[..]), ("a/b", &b"file b"[..])]
+        .into_iter()
+        .map(|(title, body)| {
             let mut d = Descriptor::new(
                 media::OCTET_STREAM,
                 sealpack::Digest::of(body),
                 body.len() as u64,
             );
             d.annotations = Some([(annotations::TITLE.to_string(), title.to_string())].into());
-            store
-                .put_blob(&d, BlobSource::Bytes(body.to_vec().into()), &no_progress)
-                .await
-                .unwrap();
-            layers.push(d);
-        }
-        let config = Descriptor::empty_json();
-        store
-            .put_blob(
-                &config,
-                BlobSource::Bytes(bytes::Bytes::from_static(b"{}")),
-                &no_progress,
-            )
-            .await
-            .unwrap();
-        let m = ImageManifest {
-            schema_version: 2,
-            media_type: Some(media::OCI_MANIFEST.into()),
-            artifact_type: Some(media::SEALPACK_ARTIFACT.into()),
-            config,
-            layers,
-            subject: None,
-            annotations: None,
-        };
-        store
-            .put_manifest(&RawManifest::from_image(&m).unwrap(), Some("v1"))
-            .await
-            .unwrap();
-    });
+            (d, body.to_vec())
+        })
+        .collect();
+    common::cli::write_layout_artifact(&env.path().join("l"), "v1", layers);
     let r = env.cmd(&["pull", "oci:./l:v1", "-o", "out"]).run();
     r.expect_code(10);
     assert!(r.stderr.contains("\"a/b\""), "{}", r.stderr);

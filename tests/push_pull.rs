@@ -598,8 +598,7 @@ fn a_folder_that_cannot_be_packed_is_a_usage_error() {
 /// refuses it (exit 10) and the output folder stays empty.
 #[test]
 fn hostile_folder_layer_is_refused_and_nothing_is_written() {
-    use sealpack::oci::{Descriptor, ImageManifest, RawManifest, annotations, media};
-    use sealpack::store::{BlobSource, Store, layout::LayoutStore, no_progress};
+    use sealpack::oci::{Descriptor, annotations, media};
     let env = Env::new();
     let evil = env.path().join("evil.tar.gz");
     let script = format!(
@@ -613,56 +612,21 @@ fn hostile_folder_layer_is_refused_and_nothing_is_written() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let bytes = fs::read(&evil).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let store = LayoutStore::open(&env.path().join("l"), true)
-            .await
-            .unwrap();
-        let mut layer = Descriptor::new(
-            media::LAYER_TAR_GZIP,
-            sealpack::Digest::of(&bytes),
-            bytes.len() as u64,
-        );
-        layer.annotations = Some(
-            [
-                (annotations::TITLE, "site"),
-                (annotations::ORAS_UNPACK, "true"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        );
-        store
-            .put_blob(
-                &layer,
-                BlobSource::Bytes(bytes.clone().into()),
-                &no_progress,
-            )
-            .await
-            .unwrap();
-        let config = Descriptor::empty_json();
-        store
-            .put_blob(
-                &config,
-                BlobSource::Bytes(bytes::Bytes::from_static(b"{}")),
-                &no_progress,
-            )
-            .await
-            .unwrap();
-        let m = ImageManifest {
-            schema_version: 2,
-            media_type: Some(media::OCI_MANIFEST.into()),
-            artifact_type: Some(media::SEALPACK_ARTIFACT.into()),
-            config,
-            layers: vec![layer],
-            subject: None,
-            annotations: None,
-        };
-        store
-            .put_manifest(&RawManifest::from_image(&m).unwrap(), Some("v1"))
-            .await
-            .unwrap();
-    });
+    let mut layer = Descriptor::new(
+        media::LAYER_TAR_GZIP,
+        sealpack::Digest::of(&bytes),
+        bytes.len() as u64,
+    );
+    layer.annotations = Some(
+        [
+            (annotations::TITLE, "site"),
+            (annotations::ORAS_UNPACK, "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    );
+    common::cli::write_layout_artifact(&env.path().join("l"), "v1", vec![(layer, bytes)]);
     let r = env.cmd(&["pull", "oci:./l:v1", "-o", "out"]).run();
     r.expect_code(10);
     assert!(r.stderr.contains("escaped.txt"), "{}", r.stderr);

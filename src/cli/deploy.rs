@@ -21,7 +21,7 @@ pub struct GateArgs {
         conflicts_with = "policy"
     )]
     pub key: Vec<PathBuf>,
-    /// A policy file (TOML, docs/POLICY.md) the digest must satisfy
+    /// A policy file (TOML, docs/POLICY.md): thresholds, key roles and validity, attestation rules, revocations
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
 }

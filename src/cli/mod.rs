@@ -214,17 +214,9 @@ pub struct VerifyArgs {
     /// What to verify: REPO:TAG, REPO@sha256:..., or oci:PATH:TAG
     #[arg(value_name = "REF")]
     pub reference: String,
-    /// A trusted public key (PEM); may be repeated: a signature by any of them counts
-    #[arg(
-        long,
-        value_name = "PUB",
-        required_unless_present = "policy",
-        conflicts_with = "policy"
-    )]
-    pub key: Vec<PathBuf>,
-    /// A policy file (TOML, docs/POLICY.md): thresholds, key roles and validity, attestation rules, revocations
-    #[arg(long, value_name = "FILE")]
-    pub policy: Option<PathBuf>,
+    /// The gate: trusted keys, or a policy file
+    #[command(flatten)]
+    pub gate: deploy::GateArgs,
 }
 
 /// `push` arguments.
@@ -587,10 +579,10 @@ fn trusted_keys(paths: &[PathBuf]) -> Result<Vec<sealpack::verify::TrustedKey>> 
 
 async fn cmd_verify(ctx: &Ctx, a: VerifyArgs) -> Result<()> {
     let reference = parse_ref(&a.reference)?;
-    if let Some(path) = &a.policy {
+    if let Some(path) = &a.gate.policy {
         return verify_with_policy(ctx, &reference, path).await;
     }
-    let trusted = trusted_keys(&a.key)?;
+    let trusted = trusted_keys(&a.gate.key)?;
     let store = store::open(&reference, &ctx.store_opts, false).await?;
     let report = sealpack::verify::verify_signatures(store.as_ref(), &reference, &trusted).await?;
     if ctx.json {

@@ -197,3 +197,41 @@ impl TestEnv {
 pub fn testdata(rel: &str) -> String {
     format!("{}/testdata/{rel}", env!("CARGO_MANIFEST_DIR"))
 }
+
+/// Writes an artifact straight into the OCI layout at `dir`, as a foreign or hostile producer would (none of
+/// push's checks apply): every layer with its bytes, the empty config, and the manifest tagged `tag`.
+pub fn write_layout_artifact(
+    dir: &Path,
+    tag: &str,
+    layers: Vec<(sealpack::oci::Descriptor, Vec<u8>)>,
+) {
+    use sealpack::oci::{Descriptor, ImageManifest, RawManifest, media};
+    use sealpack::store::{BlobSource, Store, layout::LayoutStore, no_progress};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = LayoutStore::open(dir, true).await.unwrap();
+        let config = Descriptor::empty_json();
+        let mut descs = Vec::new();
+        for (desc, bytes) in std::iter::once((config.clone(), b"{}".to_vec())).chain(layers) {
+            store
+                .put_blob(&desc, BlobSource::Bytes(bytes.into()), &no_progress)
+                .await
+                .unwrap();
+            descs.push(desc);
+        }
+        descs.remove(0);
+        let m = ImageManifest {
+            schema_version: 2,
+            media_type: Some(media::OCI_MANIFEST.into()),
+            artifact_type: Some(media::SEALPACK_ARTIFACT.into()),
+            config,
+            layers: descs,
+            subject: None,
+            annotations: None,
+        };
+        store
+            .put_manifest(&RawManifest::from_image(&m).unwrap(), Some(tag))
+            .await
+            .unwrap();
+    });
+}
