@@ -81,6 +81,20 @@ pub fn rfc3339(epoch: i64) -> Option<String> {
         .ok()
 }
 
+/// Now, UTC, whole seconds, RFC 3339 (the time stamps of statements and history events).
+pub fn now_rfc3339() -> String {
+    rfc3339(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or_default()
+}
+
+/// This host's name (`/proc/sys/kernel/hostname`), `localhost` when it cannot be read.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

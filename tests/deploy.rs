@@ -55,6 +55,14 @@ fn push_signed(
     pinned
 }
 
+/// `sealpack ARGS... --env staging --target stg --key rel.pub EXTRA...` in the test folder.
+fn staging(env: &Env, args: &[&str], extra: &[&str]) -> Run {
+    let mut all = args.to_vec();
+    all.extend(["--env", "staging", "--target", "stg", "--key", "rel.pub"]);
+    all.extend_from_slice(extra);
+    env.sp(&all)
+}
+
 /// The history as JSON events.
 fn history(env: &Env, target: &str) -> Vec<serde_json::Value> {
     let r = env.sp(&["history", "--target", target, "--json"]);
@@ -265,18 +273,11 @@ fn promote_on_a_signed_deployment_record() {
     ]);
     r.expect_code(10);
     assert!(r.stderr.contains("no deployment record"), "{}", r.stderr);
-    env.sp(&[
-        "deploy",
-        "oci:./store:v1",
-        "--env",
-        "staging",
-        "--target",
-        "stg",
-        "--key",
-        "rel.pub",
-        "--sign-key",
-        "rel.key",
-    ])
+    staging(
+        &env,
+        &["deploy", "oci:./store:v1"],
+        &["--sign-key", "rel.key"],
+    )
     .ok();
     let r = env.sp(&[
         "promote",
@@ -319,17 +320,7 @@ fn the_gate_refuses_and_current_stays() {
     env.keygen("rel", "ecdsa-p256");
     env.keygen("other", "ed25519");
     let v1 = push_signed(&env, &[], "site", "v1", "oci:./store:v1", C1);
-    env.sp(&[
-        "deploy",
-        "oci:./store:v1",
-        "--env",
-        "staging",
-        "--target",
-        "stg",
-        "--key",
-        "rel.pub",
-    ])
-    .ok();
+    staging(&env, &["deploy", "oci:./store:v1"], &[]).ok();
     let before = listing(&env.path().join("stg"));
     let hist_before = history(&env, "stg").len();
 
@@ -343,16 +334,7 @@ fn the_gate_refuses_and_current_stays() {
         C2,
     ])
     .ok();
-    let r = env.sp(&[
-        "deploy",
-        "oci:./store:unsigned",
-        "--env",
-        "staging",
-        "--target",
-        "stg",
-        "--key",
-        "rel.pub",
-    ]);
+    let r = staging(&env, &["deploy", "oci:./store:unsigned"], &[]);
     r.expect_code(10);
     assert!(r.stderr.contains("no signatures found"), "{}", r.stderr);
 
@@ -378,16 +360,7 @@ fn the_gate_refuses_and_current_stays() {
         "CVE-2026-0001",
     ])
     .ok();
-    let r = env.sp(&[
-        "deploy",
-        "oci:./store:v3",
-        "--env",
-        "staging",
-        "--target",
-        "stg",
-        "--key",
-        "rel.pub",
-    ]);
+    let r = staging(&env, &["deploy", "oci:./store:v3"], &[]);
     r.expect_code(10);
     assert!(r.stderr.contains("CVE-2026-0001"), "{}", r.stderr);
 
@@ -432,31 +405,17 @@ fn failing_health_command_switches_back_and_history_says_so() {
     let v2 = push_signed(&env, &[], "site", "v2", "oci:./store:v2", C2);
     let stg = env.path().join("stg");
     let health = "grep -q v1 site/version.txt || { echo \"v2 answers 500\" >&2; exit 3; }";
-    env.sp(&[
-        "deploy",
-        "oci:./store:v1",
-        "--env",
-        "staging",
-        "--target",
-        "stg",
-        "--key",
-        "rel.pub",
-        "--health-cmd",
-        health,
-    ])
+    staging(
+        &env,
+        &["deploy", "oci:./store:v1"],
+        &["--health-cmd", health],
+    )
     .ok();
-    let r = env.sp(&[
-        "deploy",
-        "oci:./store:v2",
-        "--env",
-        "staging",
-        "--target",
-        "stg",
-        "--key",
-        "rel.pub",
-        "--health-cmd",
-        health,
-    ]);
+    let r = staging(
+        &env,
+        &["deploy", "oci:./store:v2"],
+        &["--health-cmd", health],
+    );
     r.expect_code(1);
     assert!(r.stderr.contains("v2 answers 500"), "{}", r.stderr);
     assert!(
@@ -497,20 +456,8 @@ fn failing_health_command_switches_back_and_history_says_so() {
     );
     assert_eq!(h[1]["detail"], "exit 3: v2 answers 500");
     // v2 is not a rollback candidate: it never passed
-    env.sp(&[
-        "deploy",
-        "oci:./store:v2",
-        "--env",
-        "staging",
-        "--target",
-        "stg",
-        "--key",
-        "rel.pub",
-    ])
-    .ok();
-    let r = env.sp(&[
-        "rollback", "--env", "staging", "--target", "stg", "--key", "rel.pub",
-    ]);
+    staging(&env, &["deploy", "oci:./store:v2"], &[]).ok();
+    let r = staging(&env, &["rollback"], &[]);
     assert_eq!(r.ok(), v1);
     let _ = v2;
 
@@ -539,17 +486,7 @@ fn rollback_skips_revoked_releases() {
     let v2 = push_signed(&env, &[], "site", "v2", "oci:./store:v2", C2);
     let v3 = push_signed(&env, &[], "site", "v3", "oci:./store:v3", C3);
     for v in ["v1", "v2", "v3"] {
-        env.sp(&[
-            "deploy",
-            &format!("oci:./store:{v}"),
-            "--env",
-            "staging",
-            "--target",
-            "stg",
-            "--key",
-            "rel.pub",
-        ])
-        .ok();
+        staging(&env, &["deploy", &format!("oci:./store:{v}")], &[]).ok();
     }
     env.sp(&[
         "revoke",
@@ -560,9 +497,7 @@ fn rollback_skips_revoked_releases() {
         "leaked key in bundle",
     ])
     .ok();
-    let r = env.sp(&[
-        "rollback", "--env", "staging", "--target", "stg", "--key", "rel.pub",
-    ]);
+    let r = staging(&env, &["rollback"], &[]);
     assert_eq!(r.ok(), v1);
     assert!(
         r.stderr
@@ -572,33 +507,12 @@ fn rollback_skips_revoked_releases() {
     );
     assert!(r.stderr.contains("leaked key in bundle"), "{}", r.stderr);
     // --to a revoked digest is refused outright
-    let r = env.sp(&[
-        "rollback",
-        "--env",
-        "staging",
-        "--target",
-        "stg",
-        "--key",
-        "rel.pub",
-        "--to",
-        &digest_of(&v2),
-    ]);
+    let r = staging(&env, &["rollback"], &["--to", &digest_of(&v2)]);
     r.expect_code(10);
     assert_eq!(current(&env.path().join("stg")).unwrap(), digest_of(&v1));
     // --to the newest works
     assert_eq!(
-        env.sp(&[
-            "rollback",
-            "--env",
-            "staging",
-            "--target",
-            "stg",
-            "--key",
-            "rel.pub",
-            "--to",
-            &digest_of(&v3)
-        ])
-        .ok(),
+        staging(&env, &["rollback"], &["--to", &digest_of(&v3)]).ok(),
         v3
     );
 }
@@ -614,18 +528,11 @@ fn a_binary_stays_runnable() {
     env.sp(&["push", "tool", "--to", "oci:./store:v1", "--commit", C1])
         .ok();
     env.sp(&["sign", "oci:./store:v1", "--key", "rel.key"]).ok();
-    env.sp(&[
-        "deploy",
-        "oci:./store:v1",
-        "--env",
-        "staging",
-        "--target",
-        "stg",
-        "--key",
-        "rel.pub",
-        "--health-cmd",
-        "./tool | grep -q tool-ok",
-    ])
+    staging(
+        &env,
+        &["deploy", "oci:./store:v1"],
+        &["--health-cmd", "./tool | grep -q tool-ok"],
+    )
     .ok();
     let out = Command::new(env.path().join("stg/current/tool"))
         .output()
@@ -690,17 +597,7 @@ fn hostile_archives_are_refused_before_current_changes() {
     fs::create_dir(&outside).unwrap();
     fs::write(outside.join("secret.txt"), "keep").unwrap();
     let v1 = push_signed(&env, &[], "site", "v1", "oci:./store:v1", C1);
-    env.sp(&[
-        "deploy",
-        "oci:./store:v1",
-        "--env",
-        "staging",
-        "--target",
-        "stg",
-        "--key",
-        "rel.pub",
-    ])
-    .ok();
+    staging(&env, &["deploy", "oci:./store:v1"], &[]).ok();
     let stg = env.path().join("stg");
     let before = listing(&stg);
     let cases = [
@@ -754,16 +651,7 @@ fn hostile_archives_are_refused_before_current_changes() {
         layout_with_folder_layer(&env.path().join("store"), name, bytes);
         env.sp(&["sign", &format!("oci:./store:{name}"), "--key", "rel.key"])
             .ok();
-        let r = env.sp(&[
-            "deploy",
-            &format!("oci:./store:{name}"),
-            "--env",
-            "staging",
-            "--target",
-            "stg",
-            "--key",
-            "rel.pub",
-        ]);
+        let r = staging(&env, &["deploy", &format!("oci:./store:{name}")], &[]);
         assert_eq!(r.code, 10, "{name}: {}", r.stderr);
         assert!(r.stderr.contains(mention), "{name}: {}", r.stderr);
         assert_eq!(current(&stg).unwrap(), digest_of(&v1), "{name}");
@@ -784,16 +672,7 @@ fn hostile_archives_are_refused_before_current_changes() {
     layout_with_folder_layer(&env.path().join("store"), "suid", bytes);
     env.sp(&["sign", "oci:./store:suid", "--key", "rel.key"])
         .ok();
-    let r = env.sp(&[
-        "deploy",
-        "oci:./store:suid",
-        "--env",
-        "staging",
-        "--target",
-        "stg",
-        "--key",
-        "rel.pub",
-    ]);
+    let r = staging(&env, &["deploy", "oci:./store:suid"], &[]);
     if r.code == 0 {
         let mode = fs::metadata(stg.join("current/site/suid"))
             .unwrap()
@@ -853,17 +732,7 @@ fn kill_9_during_install_and_after_the_switch() {
     common::cli::random_file(&env.path().join("site/big.bin"), 32 << 20, 7);
     let v2 = push_signed(&env, &[], "site", "v2", "oci:./store:v2", C2);
     let stg = env.path().join("stg");
-    env.sp(&[
-        "deploy",
-        "oci:./store:v1",
-        "--env",
-        "staging",
-        "--target",
-        "stg",
-        "--key",
-        "rel.pub",
-    ])
-    .ok();
+    staging(&env, &["deploy", "oci:./store:v1"], &[]).ok();
     let v1_files = tree_digests(&stg.join("current"));
 
     // killed while the release is being fetched: current is still v1, complete
@@ -883,16 +752,7 @@ fn kill_9_during_install_and_after_the_switch() {
     );
 
     // the next deploy cleans up and succeeds
-    let r = env.sp(&[
-        "deploy",
-        "oci:./store:v2",
-        "--env",
-        "staging",
-        "--target",
-        "stg",
-        "--key",
-        "rel.pub",
-    ]);
+    let r = staging(&env, &["deploy", "oci:./store:v2"], &[]);
     assert_eq!(r.ok(), v2);
     assert!(
         r.stderr.contains("left by an interrupted run"),
@@ -917,16 +777,7 @@ fn kill_9_during_install_and_after_the_switch() {
         digest_of(&v2),
         "not recorded yet"
     );
-    let r = env.sp(&[
-        "deploy",
-        "oci:./store:v2",
-        "--env",
-        "staging",
-        "--target",
-        "stg",
-        "--key",
-        "rel.pub",
-    ]);
+    let r = staging(&env, &["deploy", "oci:./store:v2"], &[]);
     assert_eq!(r.ok(), v2);
     assert_eq!(tree_digests(&stg.join("current")), v2_files);
     let h = history(&env, "stg");
@@ -947,18 +798,7 @@ fn two_deploys_to_one_target_never_run_at_once() {
     // one holds the lock (paused mid-install); the other waits briefly, then fails clearly
     let mut holder = paused_deploy(&env, "oci:./store:v1", "stg", "install");
     let start = Instant::now();
-    let r = env.sp(&[
-        "deploy",
-        "oci:./store:v2",
-        "--env",
-        "staging",
-        "--target",
-        "stg",
-        "--key",
-        "rel.pub",
-        "--lock-wait",
-        "1",
-    ]);
+    let r = staging(&env, &["deploy", "oci:./store:v2"], &["--lock-wait", "1"]);
     r.expect_code(1);
     assert!(start.elapsed() >= Duration::from_secs(1));
     assert!(
@@ -1073,16 +913,7 @@ fn container_images_are_not_deployed() {
             .unwrap();
     });
     env.sp(&["sign", "oci:./img:v1", "--key", "rel.key"]).ok();
-    let r = env.sp(&[
-        "deploy",
-        "oci:./img:v1",
-        "--env",
-        "staging",
-        "--target",
-        "stg",
-        "--key",
-        "rel.pub",
-    ]);
+    let r = staging(&env, &["deploy", "oci:./img:v1"], &[]);
     r.expect_code(1);
     assert!(r.stderr.contains("container image"), "{}", r.stderr);
     assert!(current(&env.path().join("stg")).is_none());
@@ -1093,9 +924,7 @@ fn rollback_with_nothing_earlier_is_an_error_and_changes_nothing() {
     let env = Env::new();
     env.keygen("rel", "ecdsa-p256");
     let v1 = push_signed(&env, &[], "site", "v1", "oci:./store:v1", C1);
-    let r = env.sp(&[
-        "rollback", "--env", "staging", "--target", "stg", "--key", "rel.pub",
-    ]);
+    let r = staging(&env, &["rollback"], &[]);
     r.expect_code(2);
     assert!(
         r.stderr.contains("not a sealpack deploy target"),
@@ -1103,20 +932,8 @@ fn rollback_with_nothing_earlier_is_an_error_and_changes_nothing() {
         r.stderr
     );
     assert!(!env.path().join("stg").exists());
-    env.sp(&[
-        "deploy",
-        "oci:./store:v1",
-        "--env",
-        "staging",
-        "--target",
-        "stg",
-        "--key",
-        "rel.pub",
-    ])
-    .ok();
-    let r = env.sp(&[
-        "rollback", "--env", "staging", "--target", "stg", "--key", "rel.pub",
-    ]);
+    staging(&env, &["deploy", "oci:./store:v1"], &[]).ok();
+    let r = staging(&env, &["rollback"], &[]);
     r.expect_code(1);
     assert!(
         r.stderr.contains("a known good release to roll back to"),

@@ -6,7 +6,7 @@ use sealpack::artifact::archive::Limits;
 use sealpack::artifact::contents;
 use sealpack::formats::{self, cyclonedx, intoto, slsa, spdx};
 use sealpack::oci::{Manifest, annotations};
-use sealpack::provenance::{BuildEnvironment, is_commit_id};
+use sealpack::provenance::{BuildEnvironment, hostname, is_commit_id, now_rfc3339};
 use sealpack::store;
 use sealpack::{Error, Result, keys};
 
@@ -16,25 +16,6 @@ use super::{
 
 /// Largest predicate file accepted.
 const MAX_PREDICATE_FILE: u64 = 16 << 20;
-
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
-}
 
 /// SLSA provenance from the environment, with the flags overriding each fact.
 fn provenance_predicate(a: &AttestArgs, started: &str) -> Result<serde_json::Value> {

@@ -148,9 +148,7 @@ fn who() -> String {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata("/proc/self").map_or("unknown".into(), |m| format!("uid {}", m.uid()))
     });
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
+    let host = sealpack::provenance::hostname();
     format!("{user}@{host}")
 }
 

@@ -22,6 +22,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::formats::promotion;
 use crate::oci::{Manifest, RawManifest, annotations, media};
+use crate::provenance::now_rfc3339;
 use crate::reference::Reference;
 use crate::store::{self, Store, StoreOptions};
 use crate::verify::gate::{Gate, Verdict};
@@ -108,49 +109,33 @@ pub struct DeployReport {
     pub notes: Vec<String>,
 }
 
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
-/// Version and commit from the manifest's annotations.
-fn release_info(manifest: &RawManifest) -> (Option<String>, Option<String>) {
-    match manifest.parse() {
-        Ok(Manifest::Image(m)) => (
-            m.annotation(annotations::VERSION).map(str::to_string),
-            m.annotation(annotations::REVISION).map(str::to_string),
-        ),
-        _ => (None, None),
-    }
-}
-
-/// Deploy installs file artifacts; container images and indexes are run by a container runtime.
-fn refuse_container_image(manifest: &RawManifest, pinned: &Reference) -> Result<()> {
+/// Checks the manifest is a file artifact (deploy installs files; container images and indexes are run by a
+/// container runtime) and returns its version and commit annotations, from one parse.
+fn file_artifact(
+    manifest: &RawManifest,
+    pinned: &Reference,
+) -> Result<(Option<String>, Option<String>)> {
     let why = match manifest.parse()? {
-        Manifest::Index(_) => Some("an image index (a multi-platform container image)"),
+        Manifest::Index(_) => "an image index (a multi-platform container image)",
         Manifest::Image(m)
             if m.config.media_type == media::OCI_IMAGE_CONFIG
                 || m.config.media_type == media::DOCKER_IMAGE_CONFIG =>
         {
-            Some("a container image")
+            "a container image"
         }
-        Manifest::Image(_) => None,
+        Manifest::Image(m) => {
+            return Ok((
+                m.annotation(annotations::VERSION).map(str::to_string),
+                m.annotation(annotations::REVISION).map(str::to_string),
+            ));
+        }
     };
-    match why {
-        Some(what) => Err(Error::Unsupported {
-            what: pinned.to_string(),
-            reason: format!(
-                "this is {what}; deploy installs file artifacts into a folder. Run container images with your container runtime (sealpack can still sign, attest, verify, copy and promote them)"
-            ),
-        }),
-        None => Ok(()),
-    }
+    Err(Error::Unsupported {
+        what: pinned.to_string(),
+        reason: format!(
+            "this is {why}; deploy installs file artifacts into a folder. Run container images with your container runtime (sealpack can still sign, attest, verify, copy and promote them)"
+        ),
+    })
 }
 
 /// An observer that pauses (test hook) at the first progress of the install, and forwards to another.
@@ -409,14 +394,13 @@ async fn deploy_as(
     let subject = store::resolve(store, reference).await?;
     let digest = subject.digest();
     let pinned = reference.pinned(digest);
-    refuse_container_image(&subject, &pinned)?;
+    let (version, commit) = file_artifact(&subject, &pinned)?;
     let verdict = gate
         .check(store, &pinned, &digest, time::OffsetDateTime::now_utc())
         .await?;
     let reused = session
         .install(store, &pinned, &digest, opts, observer)
         .await?;
-    let (version, commit) = release_info(&subject);
     let previous = session.target.current()?;
     let event = Event {
         time: now_rfc3339(),
@@ -795,9 +779,7 @@ pub async fn sign_deployment_record(
         .ok_or_else(|| Error::NotFound {
             what: report.reference.clone(),
         })?;
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
+    let host = crate::provenance::hostname();
     let abs = std::path::absolute(target_dir).unwrap_or_else(|_| target_dir.to_path_buf());
     let predicate = promotion::build_deployment(
         &report.digest.to_string(),
