@@ -25,6 +25,8 @@
 # Peer commands (as in shared notes "How the peers were run"):
 #   curl    push: POST /v2/NAME/blobs/uploads/ then curl -T FILE "$LOCATION&digest=sha256:..." (digest
 #                 precomputed outside the timing); pull: GET the blob to a file
+#   curl+sha256sum  pull only, a reference for a checked download: curl URL | tee FILE | sha256sum (every byte
+#                 hashed while written, as sealpack does; not a target)
 #   skopeo  push: copy --preserve-digests oci:LAYOUT:v1 docker://HOST/NAME:v1 from a hand-built OCI layout
 #                 holding the file as one uncompressed layer; pull: to an oci: layout. skopeo's blob-info
 #                 cache is cleared before each cold push, or it would cross-repo mount from the previous run.
@@ -306,7 +308,12 @@ do_pull() { # TOOL RUN
   case "$tool" in
     curl)
       mkdir -p "$out"
-      measure curl pull "$run" curl -sS -f -o "$out/$FILE_NAME" "http://$HOST/v2/$repo/blobs/sha256:$DIGEST" ;;
+      measure curl pull "$run" curl -sS -f -o "$out/$FILE_NAME" "http://$HOST/v2/$repo/blobs/sha256:$DIGEST"
+      check_pull "$out"
+      # the same GET, checked as sealpack checks: every byte through SHA-256 while it is written (reference only)
+      mkdir -p "$out"
+      measure curl+sha256sum pull "$run" bash -c 'set -o pipefail; curl -sS -f "$1" | tee "$2" | sha256sum >/dev/null' _ \
+        "http://$HOST/v2/$repo/blobs/sha256:$DIGEST" "$out/$FILE_NAME" ;;
     skopeo)
       measure skopeo pull "$run" skopeo --insecure-policy copy -q --preserve-digests --dest-oci-accept-uncompressed-layers \
         --src-tls-verify=false "docker://$HOST/$repo:v1" "oci:$out:v1" ;;
@@ -360,7 +367,7 @@ def med(xs):
 
 curl = {(r["op"].split("-")[0], r["run"]): float(r["wall_s"]) for r in rows if r["tool"] == "curl" and ok(r)}
 ops = [("push-cold", "push"), ("push-warm", "push"), ("pull", "pull")]
-tools = ["curl", "skopeo", "oras-py", "sealpack"]
+tools = ["curl", "curl+sha256sum", "skopeo", "oras-py", "sealpack"]
 print()
 print(f"sealpack push/pull bench: {size_mb} MiB random payload, {runs} run(s), docker-registry {reg_version} "
       f"(plain http, loopback), {ncpu} cores; medians")

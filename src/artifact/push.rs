@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::oci::{Descriptor, ImageManifest, RawManifest, annotations, media};
 use crate::provenance::{self, GitInfo};
 use crate::reference::Reference;
-use crate::store::{BlobSource, ManifestRef, Store};
+use crate::store::{BlobSource, BlobUpload, ManifestRef, Store};
 
 /// What to put in the manifest besides the files.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +54,9 @@ pub struct PushOptions {
     pub digest_cache: Option<crate::cache::DigestCache>,
     /// Secret-scan findings to let through (`--allow-secret`).
     pub allow_secrets: Vec<secrets::Allow>,
+    /// Hash every file before uploading any byte of it (`--hash-first`), even a large file to a new tag: slower,
+    /// but a blob the registry already has then costs no upload at all, even unknown to the local caches.
+    pub hash_first: bool,
 }
 
 /// What happened to one layer.
@@ -98,11 +101,19 @@ pub struct PushReport {
     pub layers: Vec<PushedLayer>,
     /// Bytes uploaded (0 when everything was there).
     pub bytes_uploaded: u64,
+    /// Bytes of large files sent while they were hashed, to a store that turned out to have them already (the
+    /// upload session was thrown away): see `--hash-first`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub discarded_bytes: u64,
     /// Whether the tag already pointed at this digest (nothing was written).
     pub unchanged: bool,
     /// Possible secrets that were pushed because `--allow-secret` named them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allowed_secrets: Vec<Finding>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Blobs mounted or uploaded at the same time.
@@ -209,6 +220,7 @@ const SCAN_DEPTH: usize = 4;
 fn hash_and_scan(
     mut f: &std::fs::File,
     title: &str,
+    gate: Option<&secrets::ScanGate>,
 ) -> std::io::Result<(Digest, u64, FileFindings)> {
     use std::io::Read;
     let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(SCAN_DEPTH);
@@ -219,6 +231,9 @@ fn hash_and_scan(
             for (buf, n) in rx {
                 scanner.update(&buf[..n]);
                 let _ = back_tx.send(buf);
+                if let Some(g) = gate {
+                    g.raise(scanner.clean_before());
+                }
             }
             scanner
         });
@@ -277,6 +292,7 @@ fn hash_file(
     path: &Path,
     title: &str,
     cache: Option<&crate::cache::DigestCache>,
+    gate: Option<&secrets::ScanGate>,
 ) -> Result<(Digest, u64, FileFindings)> {
     let f = std::fs::File::open(path).map_err(|e| Error::io("reading", path, e))?;
     let before = f.metadata().map_err(|e| Error::io("reading", path, e))?;
@@ -288,7 +304,7 @@ fn hash_file(
     }
     let started = std::time::SystemTime::now();
     let (digest, size, found) =
-        hash_and_scan(&f, title).map_err(|e| Error::io("reading", path, e))?;
+        hash_and_scan(&f, title, gate).map_err(|e| Error::io("reading", path, e))?;
     if let (Some(c), Ok(after)) = (cache, std::fs::metadata(path)) {
         let marks = if found.findings.is_empty() {
             vec![clean]
@@ -300,16 +316,185 @@ fn hash_file(
     Ok((digest, size, found))
 }
 
+/// Files at least this large are sent to the store while they are hashed, when the tag is new (see
+/// [`stream_file`]); hashing a smaller file first costs a few milliseconds.
+const STREAM_MIN: u64 = 16 << 20;
+
+/// A file whose bytes went to the store while it was being hashed.
+enum Streamed<'s> {
+    /// All bytes sent, in a session committed once the whole push checks out.
+    Pending(Box<dyn BlobUpload + 's>),
+    /// The store turned out to have the blob (or mounted it): the session was thrown away with the bytes it had.
+    Known(Transfer, u64),
+}
+
+/// Whether the digest cache knows `path` unchanged and scanned clean as `title` (then it is not read at all).
+fn cached_clean(path: &Path, title: &str, cache: Option<&crate::cache::DigestCache>) -> bool {
+    let (Some(cache), Ok(meta)) = (cache, std::fs::metadata(path)) else {
+        return false;
+    };
+    cache
+        .get_marked(&meta)
+        .is_some_and(|(_, marks)| marks.contains(&secrets::clean_mark(title)))
+}
+
+/// Sends a large file to the store while hashing and scanning it, instead of hashing first and uploading after:
+/// the upload overlaps the hash, so a cold push of a large file costs one upload, not a hash plus an upload.
+///
+/// - The upload never runs ahead of the secret scanner: the reading thread of the upload waits on a
+///   [`secrets::ScanGate`] that the scanner raises as bytes prove clean, so no byte of a secret the scanner reports
+///   leaves the machine; a refused finding stops the upload and throws the session away (nothing is committed).
+/// - The hash (read ahead at disk speed) finishes long before the upload: the store is then asked whether it has
+///   the blob already (or can mount it), and if so the upload is stopped and its session thrown away. The bytes
+///   sent until then are reported as discarded: this is why push streams only when the tag is new (a re-push of
+///   the same release hashes first and sends nothing) and never with `--hash-first`.
+/// - Nothing becomes a blob until [`BlobUpload::commit`] names the locally computed digest, which the registry
+///   checks against what it received. Any failure of the streamed upload is not retried here: the caller uploads
+///   the file the ordinary way.
+///
+/// `Ok(None)`: the store has no such upload; hash first.
+async fn stream_file<'s>(
+    store: &'s dyn Store,
+    path: &Path,
+    title: &str,
+    size: u64,
+    opts: &PushOptions,
+    observer: &dyn Observer,
+) -> Result<Option<(Digest, u64, FileFindings, Option<Streamed<'s>>)>> {
+    let Some(mut upload) = store.begin_upload().await? else {
+        return Ok(None);
+    };
+    let gate = std::sync::Arc::new(secrets::ScanGate::default());
+    let hashing = {
+        let (p, t, cache, gate) = (
+            path.to_path_buf(),
+            title.to_string(),
+            opts.digest_cache.clone(),
+            gate.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let r = hash_file(&p, &t, cache.as_ref(), Some(&gate));
+            if r.is_err() {
+                gate.close();
+            }
+            r
+        })
+    };
+    let paced = {
+        let gate = gate.clone();
+        crate::store::file_stream_paced(path, Some(Box::new(move |end| gate.wait_until(end)))).await
+    };
+    let body = match paced {
+        Ok(b) => b,
+        Err(e) => {
+            gate.close();
+            upload.abort().await;
+            let _ = hashing.await;
+            return Err(e);
+        }
+    };
+    // ending the body early (not dropping the request) lets the registry answer with the session's state,
+    // which it needs to delete the session
+    let (stop, stopped) = futures_util::future::AbortHandle::new_pair();
+    let body: crate::store::ByteStream =
+        Box::pin(futures_util::stream::Abortable::new(body, stopped));
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let bar = observer.transfer(title, size);
+    let counted = sent.clone();
+    let progress = move |n: u64| {
+        counted.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        bar(n)
+    };
+    let mut send = Box::pin(upload.send(body, &progress));
+    let mut sent_result = None;
+    let mut hashing = std::pin::pin!(hashing);
+    let hashed = loop {
+        tokio::select! {
+            h = &mut hashing => break h.expect("hash task panicked"),
+            r = &mut send, if sent_result.is_none() => sent_result = Some(r),
+        }
+    };
+    // Stops the upload: the body ends, the gate lets the reading thread go, the session is thrown away.
+    macro_rules! give_up {
+        () => {{
+            stop.abort();
+            gate.close();
+            if sent_result.is_none() {
+                let _ = send.await;
+            } else {
+                drop(send);
+            }
+            upload.abort().await;
+        }};
+    }
+    let (digest, hashed_size, found) = match hashed {
+        Ok(h) => h,
+        Err(e) => {
+            give_up!();
+            return Err(e);
+        }
+    };
+    if check_findings(vec![found.clone()], &opts.allow_secrets).is_err() {
+        give_up!();
+        return Ok(Some((digest, hashed_size, found, None)));
+    }
+    gate.open();
+    let desc = Descriptor::new(media::OCTET_STREAM, digest, hashed_size);
+    let known = if store.blob_exists(&digest).await? {
+        Some(Transfer::Present)
+    } else if store.try_mount(&desc).await? {
+        Some(Transfer::Mounted)
+    } else {
+        None
+    };
+    if let Some(t) = known {
+        give_up!();
+        let discarded = sent.load(std::sync::atomic::Ordering::Relaxed);
+        return Ok(Some((
+            digest,
+            hashed_size,
+            found,
+            Some(Streamed::Known(t, discarded)),
+        )));
+    }
+    let sent_result = match sent_result {
+        Some(r) => {
+            drop(send);
+            r
+        }
+        None => send.await,
+    };
+    if sent_result.is_err() || hashed_size != size {
+        // the caller uploads it again, with retries (the file may also have changed while it was read)
+        upload.abort().await;
+        return Ok(Some((digest, hashed_size, found, None)));
+    }
+    Ok(Some((
+        digest,
+        hashed_size,
+        found,
+        Some(Streamed::Pending(upload)),
+    )))
+}
+
 /// Hashes files and packs folders (on blocking threads), giving one descriptor per input path, and what the secret
 /// scan found in them.
-async fn prepare(
+async fn prepare<'s>(
     paths: &[PathBuf],
     opts: &PushOptions,
     tmp: &Path,
-) -> Result<(Vec<Prepared>, Vec<FileFindings>)> {
+    streaming: Option<&'s dyn Store>,
+    observer: &dyn Observer,
+) -> Result<(
+    Vec<Prepared>,
+    Vec<FileFindings>,
+    Vec<(Digest, Streamed<'s>)>,
+)> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     let mut found = Vec::new();
+    // large files sent while hashed: (position in `out`, path, title, size, executable)
+    let mut deferred: Vec<(usize, PathBuf, String, u64, bool)> = Vec::new();
     for (i, path) in paths.iter().enumerate() {
         let meta = std::fs::metadata(path).map_err(|e| Error::io("reading", path, e))?;
         let title = title_of(path)?;
@@ -367,30 +552,26 @@ async fn prepare(
                 source: packed,
             });
         } else if meta.is_file() {
+            let executable =
+                std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0;
+            if streaming.is_some()
+                && meta.len() >= STREAM_MIN
+                && secrets::prefix_rules_only(&title)
+                && !cached_clean(path, &title, opts.digest_cache.as_ref())
+            {
+                deferred.push((out.len(), path.clone(), title, meta.len(), executable));
+                continue;
+            }
             let cache = opts.digest_cache.clone();
             let t = title.clone();
             let (digest, size, scan) =
-                tokio::task::spawn_blocking(move || hash_file(&p, &t, cache.as_ref()))
+                tokio::task::spawn_blocking(move || hash_file(&p, &t, cache.as_ref(), None))
                     .await
                     .expect("hash task panicked")?;
             if !scan.findings.is_empty() {
                 found.push(scan);
             }
-            let mt = opts
-                .file_media_type
-                .clone()
-                .unwrap_or_else(|| media::OCTET_STREAM.into());
-            let mut desc = Descriptor::new(mt, digest, size);
-            let mut a = BTreeMap::from([(annotations::TITLE.to_string(), title)]);
-            if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0 {
-                // executables stay runnable after pull and deploy (git-like: 0755 or nothing)
-                a.insert(annotations::FILE_MODE.to_string(), "0755".to_string());
-            }
-            desc.annotations = Some(a);
-            out.push(Prepared {
-                desc,
-                source: path.clone(),
-            });
+            out.push(file_layer(path, title, digest, size, executable, opts));
         } else {
             return Err(Error::usage(format!(
                 "{}: only regular files and folders can be pushed",
@@ -398,7 +579,90 @@ async fn prepare(
             )));
         }
     }
-    Ok((out, found))
+    let mut streamed = Vec::new();
+    if let Some(store) = streaming {
+        let results: Vec<_> = stream::iter(deferred.into_iter().map(
+            |(at, path, title, size, x)| async move {
+                let r = stream_file(store, &path, &title, size, opts, observer).await;
+                (at, path, title, x, r)
+            },
+        ))
+        .buffered(UPLOADS_IN_FLIGHT)
+        .collect()
+        .await;
+        let mut failure = None;
+        let mut inserted = 0;
+        for (at, path, title, x, r) in results {
+            let r = match r {
+                Ok(Some(r)) => Ok(r),
+                // the store has no streamed upload after all: hash first
+                Ok(None) => {
+                    let (p, t, cache) = (path.clone(), title.clone(), opts.digest_cache.clone());
+                    tokio::task::spawn_blocking(move || hash_file(&p, &t, cache.as_ref(), None))
+                        .await
+                        .expect("hash task panicked")
+                        .map(|(d, n, f)| (d, n, f, None))
+                }
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok((digest, size, scan, upload)) => {
+                    if !scan.findings.is_empty() {
+                        found.push(scan);
+                    }
+                    if let Some(u) = upload {
+                        streamed.push((digest, u));
+                    }
+                    out.insert(
+                        at + inserted,
+                        file_layer(&path, title, digest, size, x, opts),
+                    );
+                    inserted += 1;
+                }
+                Err(e) => failure = failure.or(Some(e)),
+            }
+        }
+        if let Some(e) = failure {
+            abort_streamed(streamed).await;
+            return Err(e);
+        }
+    }
+    Ok((out, found, streamed))
+}
+
+/// The layer of one file: its title, and its mode when executable (git-like: 0755 or nothing), so it stays
+/// runnable after pull and deploy.
+fn file_layer(
+    path: &Path,
+    title: String,
+    digest: Digest,
+    size: u64,
+    executable: bool,
+    opts: &PushOptions,
+) -> Prepared {
+    let mt = opts
+        .file_media_type
+        .clone()
+        .unwrap_or_else(|| media::OCTET_STREAM.into());
+    let mut desc = Descriptor::new(mt, digest, size);
+    let mut a = BTreeMap::from([(annotations::TITLE.to_string(), title)]);
+    if executable {
+        a.insert(annotations::FILE_MODE.to_string(), "0755".to_string());
+    }
+    desc.annotations = Some(a);
+    Prepared {
+        desc,
+        source: path.to_path_buf(),
+    }
+}
+
+/// Throws away the sessions of streamed uploads that will not be committed.
+async fn abort_streamed(streamed: Vec<(Digest, Streamed<'_>)>) {
+    for (_, s) in streamed {
+        if let Streamed::Pending(u) = s {
+            u.abort().await;
+        }
+    }
 }
 
 /// Splits findings into those `allow` lets through and the rest; an error lists the rest, if any.
@@ -538,7 +802,7 @@ async fn prepare_files_of_folder(
                 // hashed and scanned for secrets in one read, as a single file is (by its title in the artifact)
                 let (p, t) = (path.clone(), title.clone());
                 let (digest, size, scan) =
-                    tokio::task::spawn_blocking(move || hash_file(&p, &t, cache.as_ref()))
+                    tokio::task::spawn_blocking(move || hash_file(&p, &t, cache.as_ref(), None))
                         .await
                         .expect("hash task panicked")?;
                 let mut a = BTreeMap::from([(annotations::TITLE.to_string(), title)]);
@@ -588,8 +852,18 @@ pub async fn push(
         None => tempfile::Builder::new().prefix("sealpack-push-").tempdir(),
     }
     .map_err(|e| Error::io("creating a temporary folder", std::env::temp_dir(), e))?;
-    let (prepared, found) = prepare(paths, opts, tmp.path()).await?;
-    let allowed_secrets = check_findings(found, &opts.allow_secrets)?;
+    // no-clobber: a release tag never moves silently. The tag is read before any file is: a re-push of the same
+    // artifact then ends with this one request, and a new tag lets large files go while they are hashed
+    let existing = store.fetch_manifest(ManifestRef::Tag(&tag)).await?;
+    let streaming = (existing.is_none() && !opts.hash_first).then_some(store);
+    let (prepared, found, streamed) = prepare(paths, opts, tmp.path(), streaming, observer).await?;
+    let allowed_secrets = match check_findings(found, &opts.allow_secrets) {
+        Ok(a) => a,
+        Err(e) => {
+            abort_streamed(streamed).await;
+            return Err(e);
+        }
+    };
 
     let manifest = ImageManifest {
         schema_version: 2,
@@ -604,7 +878,13 @@ pub async fn push(
         subject: None,
         annotations: Some(annotations.clone()),
     };
-    let raw = RawManifest::from_image(&manifest)?;
+    let raw = match RawManifest::from_image(&manifest) {
+        Ok(r) => r,
+        Err(e) => {
+            abort_streamed(streamed).await;
+            return Err(e);
+        }
+    };
     let digest = raw.digest();
     let pinned = target.pinned(digest).to_string();
 
@@ -622,9 +902,7 @@ pub async fn push(
             .collect()
     };
 
-    // no-clobber: a release tag never moves silently. Read first and alone: a re-push of the same artifact
-    // ends here, with one request
-    if let Some(existing) = store.fetch_manifest(ManifestRef::Tag(&tag)).await? {
+    if let Some(existing) = existing {
         if existing.digest() == digest {
             return Ok(PushReport {
                 reference: pinned,
@@ -633,6 +911,7 @@ pub async fn push(
                 annotations,
                 layers: layer_report(&|_| Transfer::Present),
                 bytes_uploaded: 0,
+                discarded_bytes: 0,
                 unchanged: true,
                 allowed_secrets,
             });
@@ -646,25 +925,52 @@ pub async fn push(
         }
     }
 
-    // which blobs are missing? (HEADs in parallel, bounded); then mount or upload each missing one, a few at a
-    // time, the config `{}` included; a digest shared by several layers (two equal files) is sent once
+    // which blobs are missing? (HEADs in parallel, bounded; not for files sent while hashed, whose state is
+    // known); then mount or upload each missing one, a few at a time, the config `{}` included; a digest shared
+    // by several layers (two equal files) is sent once
     let config = Descriptor::empty_json();
-    let mut unique: Vec<(&Descriptor, BlobSource)> =
-        vec![(&config, BlobSource::Bytes(bytes::Bytes::from_static(b"{}")))];
+    let mut streamed: BTreeMap<Digest, Streamed<'_>> = streamed.into_iter().collect();
+    let discarded_bytes = streamed
+        .values()
+        .map(|s| match s {
+            Streamed::Known(_, n) => *n,
+            Streamed::Pending(_) => 0,
+        })
+        .sum();
+    let mut unique: Vec<(&Descriptor, BlobSource, Option<Streamed<'_>>)> = vec![(
+        &config,
+        BlobSource::Bytes(bytes::Bytes::from_static(b"{}")),
+        None,
+    )];
     let mut seen_digests = BTreeSet::from([config.digest]);
     for p in &prepared {
         if seen_digests.insert(p.desc.digest) {
-            unique.push((&p.desc, BlobSource::File(p.source.clone())));
+            let s = streamed.remove(&p.desc.digest);
+            unique.push((&p.desc, BlobSource::File(p.source.clone()), s));
         }
     }
-    let present: Vec<bool> = stream::iter(unique.iter().map(|(d, _)| store.blob_exists(&d.digest)))
-        .buffered(PARALLEL_HEADS)
-        .try_collect()
-        .await?;
+    let present: Vec<bool> = stream::iter(unique.iter().map(|(d, _, s)| async move {
+        match s {
+            Some(_) => Ok(false),
+            None => store.blob_exists(&d.digest).await,
+        }
+    }))
+    .buffered(PARALLEL_HEADS)
+    .try_collect()
+    .await?;
     let done: Vec<(Digest, Transfer, u64)> = stream::iter(unique.into_iter().zip(present))
-        .map(|((desc, source), have)| async move {
+        .map(|((desc, source, streamed), have)| async move {
             if have {
                 return Ok::<_, Error>((desc.digest, Transfer::Present, 0));
+            }
+            if let Some(Streamed::Known(t, _)) = streamed {
+                return Ok((desc.digest, t, 0));
+            }
+            // committed under the digest computed here; if the registry will not, upload it again
+            if let Some(Streamed::Pending(u)) = streamed
+                && u.commit(desc).await.is_ok()
+            {
+                return Ok((desc.digest, Transfer::Uploaded, desc.size));
             }
             if store.try_mount(desc).await? {
                 return Ok((desc.digest, Transfer::Mounted, 0));
@@ -692,6 +998,7 @@ pub async fn push(
         annotations,
         layers: layer_report(&|i| transfers[i].clone()),
         bytes_uploaded: uploaded,
+        discarded_bytes,
         unchanged: false,
         allowed_secrets,
     })

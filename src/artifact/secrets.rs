@@ -36,7 +36,7 @@
 //! token prefix, a key's name, or a PEM label, never the secret itself.
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Condvar, Mutex, OnceLock};
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use serde::Serialize;
@@ -1021,6 +1021,15 @@ pub struct FileScanner {
     prefix: PrefixScan,
     lines: Option<LineScan>,
     found: FileFindings,
+    /// Bytes fed so far.
+    fed: u64,
+}
+
+/// Whether only the prefix rules apply to a file of this name (no line rules, which decide at the end of each
+/// line): then [`FileScanner::clean_before`] follows the scan closely, and push may send the file while the
+/// scanner is still reading it.
+pub fn prefix_rules_only(path: &str) -> bool {
+    !Class::of(path).needs_lines()
 }
 
 impl FileScanner {
@@ -1038,11 +1047,24 @@ impl FileScanner {
                 whole_done: false,
             }),
             found: FileFindings::default(),
+            fed: 0,
         }
+    }
+
+    /// How far the file is known to hold no secret: no byte before this offset is part of a secret any rule that
+    /// applies to this file could still report. 0 once anything was found, and always 0 for files the line rules
+    /// apply to (see [`prefix_rules_only`]). The prefix rules have reported every match starting before the bytes
+    /// they still hold, so the offset trails the bytes fed by less than 1 KiB.
+    pub fn clean_before(&self) -> u64 {
+        if self.lines.is_some() || !self.found.findings.is_empty() || self.found.more > 0 {
+            return 0;
+        }
+        self.fed - self.prefix.win.len() as u64
     }
 
     /// The next bytes of the file.
     pub fn update(&mut self, data: &[u8]) {
+        self.fed += data.len() as u64;
         let mut sink = Sink {
             path: &self.path,
             found: &mut self.found,
@@ -1065,6 +1087,62 @@ impl FileScanner {
         }
         self.found.findings.sort_by_key(|f| (f.line, f.rule));
         self.found
+    }
+}
+
+/// How far an upload may read a file that the scanner is still reading: raised as the scan proves bytes clean
+/// ([`FileScanner::clean_before`]), opened once the whole file passed (or its findings were allowed), closed for
+/// good when a finding is refused. The upload's reading thread waits on it ([`ScanGate::wait_until`]).
+#[derive(Default)]
+pub struct ScanGate {
+    state: Mutex<GateState>,
+    moved: Condvar,
+}
+
+#[derive(Default, Clone, Copy)]
+struct GateState {
+    clean: u64,
+    open: bool,
+    closed: bool,
+}
+
+impl ScanGate {
+    fn update(&self, f: impl FnOnce(&mut GateState)) {
+        let mut st = self.state.lock().expect("scan gate lock");
+        f(&mut st);
+        drop(st);
+        self.moved.notify_all();
+    }
+
+    /// The bytes before `clean` passed the scan.
+    pub fn raise(&self, clean: u64) {
+        self.update(|st| st.clean = st.clean.max(clean));
+    }
+
+    /// The whole file may go.
+    pub fn open(&self) {
+        self.update(|st| st.open = true);
+    }
+
+    /// Nothing more may go (a refused finding, or the scan failed).
+    pub fn close(&self) {
+        self.update(|st| st.closed = true);
+    }
+
+    /// Blocks until the bytes before `end` may be sent; an error once the gate is closed.
+    pub fn wait_until(&self, end: u64) -> std::io::Result<()> {
+        let mut st = self.state.lock().expect("scan gate lock");
+        loop {
+            if st.closed {
+                return Err(std::io::Error::other(
+                    "held back: the secret scan stopped this file",
+                ));
+            }
+            if st.open || st.clean >= end {
+                return Ok(());
+            }
+            st = self.moved.wait(st).expect("scan gate lock");
+        }
     }
 }
 
@@ -1105,6 +1183,71 @@ impl super::archive::FileTap for FolderScanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What push's streamed upload relies on: the offset the scanner calls clean never reaches a secret's first
+    /// byte, whatever the chunking, and otherwise follows the bytes fed closely.
+    #[test]
+    fn clean_before_never_passes_a_secret() {
+        let token = format!("ghp_{}", "a1B2c3D4e5F6".repeat(3));
+        let len = 300_000usize;
+        for at in [
+            0usize, 1, 255, 256, 1023, 1024, 5000, 65_535, 65_536, 200_000,
+        ] {
+            let mut data = vec![b' '; len];
+            data[at..at + token.len()].copy_from_slice(token.as_bytes());
+            for chunk in [1usize, 7, 256, 1000, 4096, 65_536, 1 << 20] {
+                let mut s = FileScanner::new("model/blob.bin");
+                for c in data.chunks(chunk) {
+                    s.update(c);
+                    assert!(
+                        s.clean_before() <= at as u64,
+                        "token at {at}, chunks of {chunk}: clean before {}",
+                        s.clean_before()
+                    );
+                }
+                assert_eq!(
+                    s.finish().findings.len(),
+                    1,
+                    "token at {at}, chunks of {chunk}"
+                );
+            }
+        }
+        // clean data: the offset trails the bytes fed by less than 1 KiB
+        let mut s = FileScanner::new("model/blob.bin");
+        for c in vec![b'a'; len].chunks(4096) {
+            s.update(c);
+        }
+        assert!(s.clean_before() + 1024 > len as u64, "{}", s.clean_before());
+        // line rules decide at line ends: nothing is called clean early
+        let mut s = FileScanner::new("site/app.json");
+        s.update(&vec![b'a'; len]);
+        assert_eq!(s.clean_before(), 0);
+        assert!(!prefix_rules_only("site/app.json") && !prefix_rules_only(".env"));
+        assert!(prefix_rules_only("model/blob.bin"));
+    }
+
+    #[test]
+    fn scan_gate_holds_until_raised_opened_or_closed() {
+        let gate = std::sync::Arc::new(ScanGate::default());
+        gate.raise(100);
+        assert!(gate.wait_until(100).is_ok());
+        let g = gate.clone();
+        let waiter = std::thread::spawn(move || g.wait_until(1000));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !waiter.is_finished(),
+            "passed the gate before it was raised"
+        );
+        gate.raise(1000);
+        assert!(waiter.join().unwrap().is_ok());
+        let g = gate.clone();
+        let waiter = std::thread::spawn(move || g.wait_until(5000));
+        gate.close();
+        assert!(waiter.join().unwrap().is_err());
+        let open = ScanGate::default();
+        open.open();
+        assert!(open.wait_until(u64::MAX).is_ok());
+    }
 
     fn rules(path: &str, data: &[u8]) -> Vec<(u64, Rule)> {
         scan_bytes(path, data)

@@ -256,6 +256,11 @@ pub struct PushArgs {
     /// a PATH ending in / covers the folder; may be repeated
     #[arg(long = "allow-secret", value_name = "PATH[:LINE|:RULE]")]
     pub allow_secrets: Vec<String>,
+    /// Hash every file before sending any byte of it. By default a file of 16 MiB or more going to a new tag
+    /// of a registry is sent while it is hashed (scanned first, never ahead of the secret scan); if the registry
+    /// turns out to have it already, the bytes sent are thrown away. With this flag such a push sends nothing
+    #[arg(long)]
+    pub hash_first: bool,
 }
 
 /// `pull` arguments.
@@ -416,6 +421,7 @@ async fn cmd_push(ctx: &Ctx, a: PushArgs) -> Result<()> {
             .map_err(|e| Error::io("reading", "the current folder", e))?,
         temp_dir: None,
         digest_cache: cache_dir().map(|d| sealpack::cache::DigestCache::new(&d)),
+        hash_first: a.hash_first,
         allow_secrets: a
             .allow_secrets
             .iter()
@@ -442,13 +448,21 @@ async fn cmd_push(ctx: &Ctx, a: PushArgs) -> Result<()> {
             .filter(|l| l.transfer != push::Transfer::Uploaded)
             .count();
         output::note(&format!(
-            "{} layer(s), {} uploaded, {present} already present{}",
+            "{} layer(s), {} uploaded, {present} already present{}{}",
             report.layers.len(),
             output::human_bytes(report.bytes_uploaded),
             if report.unchanged {
                 " (the tag already pointed at this digest)"
             } else {
                 ""
+            },
+            if report.discarded_bytes > 0 {
+                format!(
+                    " ({} sent while hashing were thrown away: the registry had them; --hash-first avoids that)",
+                    output::human_bytes(report.discarded_bytes)
+                )
+            } else {
+                String::new()
             }
         ));
     }

@@ -92,6 +92,13 @@ pub trait Store: Send + Sync {
         progress: Progress<'_>,
     ) -> Result<()>;
 
+    /// Opens an upload whose digest is not known yet, so that push can send a large file while it is still
+    /// hashing and scanning it (one pass of the network instead of hash-then-upload). `Ok(None)` when this store
+    /// has no such upload (a layout folder: the caller hashes first).
+    async fn begin_upload(&self) -> Result<Option<Box<dyn BlobUpload + '_>>> {
+        Ok(None)
+    }
+
     /// Tries to make a blob present by mounting it from another repository of the same registry. `Ok(false)` when
     /// the store cannot mount (the caller then uploads).
     async fn mount_blob(&self, _desc: &Descriptor, _from_repository: &str) -> Result<bool> {
@@ -121,6 +128,23 @@ pub trait Store: Send + Sync {
 
     /// All tags.
     async fn list_tags(&self) -> Result<Vec<String>>;
+}
+
+/// An upload session opened before the blob's digest is known (see [`Store::begin_upload`]). Nothing becomes a
+/// blob until [`BlobUpload::commit`] names the digest the caller computed, which the registry checks against the
+/// bytes it received; [`BlobUpload::abort`] throws the session away.
+#[async_trait]
+pub trait BlobUpload: Send + Sync {
+    /// Sends the blob's bytes (once). The body may end early (push stops it when the store turns out to have the
+    /// blob): the session then holds what was sent, for [`BlobUpload::abort`]. A failure leaves the session to
+    /// `abort` too; the caller then uploads the blob the ordinary way.
+    async fn send(&mut self, body: ByteStream, progress: Progress<'_>) -> Result<()>;
+
+    /// Turns the bytes sent into the blob `desc` names.
+    async fn commit(self: Box<Self>, desc: &Descriptor) -> Result<()>;
+
+    /// Abandons the session (best effort: registries also expire abandoned sessions).
+    async fn abort(self: Box<Self>);
 }
 
 /// Settings for opening stores.
@@ -376,8 +400,18 @@ impl Drop for PooledBuf {
 /// Opens a file as a stream of 1 MiB chunks read by a dedicated thread into a small pool of reused buffers:
 /// one read per chunk, bounded memory, no per-chunk allocation.
 pub async fn file_stream(path: &Path) -> Result<ByteStream> {
+    file_stream_paced(path, None).await
+}
+
+/// Waits, on the reading thread, until the bytes before an offset may be sent (or fails to stop the stream).
+pub type Pace = Box<dyn FnMut(u64) -> std::io::Result<()> + Send>;
+
+/// [`file_stream`], where each chunk is handed on only once `pace` (given the offset of the chunk's end) allows it:
+/// push streams a file to the registry while the secret scanner is still reading it, never ahead of the scanner.
+pub async fn file_stream_paced(path: &Path, mut pace: Option<Pace>) -> Result<ByteStream> {
     use std::io::Read;
     let mut file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+    let mut offset = 0u64;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(FILE_CHUNKS);
     let (pool_tx, pool_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::spawn(move || {
@@ -414,6 +448,11 @@ pub async fn file_stream(path: &Path) -> Result<ByteStream> {
                 return;
             }
             if len == 0 {
+                return;
+            }
+            offset += len as u64;
+            if let Some(Err(e)) = pace.as_mut().map(|p| p(offset)) {
+                let _ = tx.blocking_send(Err(e));
                 return;
             }
             let chunk = Bytes::from_owner(PooledBuf {

@@ -21,7 +21,7 @@ use reqwest::header::{
 use reqwest::{Method, StatusCode};
 
 use super::retry::{self, Budget, LowSpeed, RetryOptions};
-use super::{BlobSource, ByteStream, FetchedBlob, ManifestRef, Progress, Store};
+use super::{BlobSource, BlobUpload, ByteStream, FetchedBlob, ManifestRef, Progress, Store};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::oci::{Descriptor, MAX_MANIFEST_BYTES, RawManifest, media};
@@ -832,6 +832,46 @@ impl RegistryStore {
         let mut url = self.absolute(location).map_err(UploadFailure::Final)?;
         url.query_pairs_mut()
             .append_pair("digest", &desc.digest.to_string());
+        let what = self.what(format!("@{}", desc.digest));
+        let resp = self
+            .stream_body(Method::PUT, &url, Some(desc.size), body, &what, progress)
+            .await?;
+        if resp.status() == StatusCode::CREATED {
+            return Ok(());
+        }
+        Err(self.upload_refused(&Method::PUT, &url, resp).await)
+    }
+
+    /// A failed upload request, sorted: a status a new session may get past (5xx, 429, 408) or a refusal.
+    async fn upload_refused(
+        &self,
+        method: &Method,
+        url: &url::Url,
+        resp: reqwest::Response,
+    ) -> UploadFailure {
+        let transient = retry::retryable_status(resp.status().as_u16());
+        let ra = retry_after(resp.headers());
+        let err = self.status_error(method, url.as_str(), resp).await;
+        if transient {
+            UploadFailure::Transient(err, ra)
+        } else {
+            UploadFailure::Final(err)
+        }
+    }
+
+    /// Sends `body` as the body of one request (PUT or PATCH to an upload session) and returns the registry's
+    /// answer, whatever its status: `size` bytes with a `Content-Length`, or, with no size, chunked (the body may
+    /// then end anywhere). Stalls (no bytes taken for the low-speed timeout, or no answer long after the last
+    /// byte) and dropped connections are transient; a failing source is final.
+    async fn stream_body(
+        &self,
+        method: Method,
+        url: &url::Url,
+        size: Option<u64>,
+        body: ByteStream,
+        what: &str,
+        progress: Progress<'_>,
+    ) -> std::result::Result<reqwest::Response, UploadFailure> {
         let counted = body.map(move |chunk| {
             if let Ok(c) = &chunk {
                 progress(c.len() as u64);
@@ -845,10 +885,12 @@ impl RegistryStore {
         let auth = self.auth.lock().expect("auth lock").clone();
         let mut rb = self
             .http()
-            .put(url.clone())
+            .request(method, url.clone())
             .header(CONTENT_TYPE, "application/octet-stream")
-            .header(CONTENT_LENGTH, desc.size)
             .body(body);
+        if let Some(n) = size {
+            rb = rb.header(CONTENT_LENGTH, n);
+        }
         if let Some(h) = auth {
             rb = rb.header(AUTHORIZATION, h);
         }
@@ -905,7 +947,6 @@ impl RegistryStore {
                 )),
             }
         };
-        let what = self.what(format!("@{}", desc.digest));
         if let Some(Feed::Source(e)) = fed {
             return Err(UploadFailure::Final(Error::io(
                 "reading the upload source of",
@@ -913,39 +954,26 @@ impl RegistryStore {
                 e,
             )));
         }
-        let resp = match outcome {
-            Err(message) => {
-                return Err(UploadFailure::Transient(
-                    Error::Transport {
-                        url: url.to_string(),
-                        message,
-                        hint: Some("the registry or the network stalled; try again later"),
-                    },
-                    None,
-                ));
-            }
+        match outcome {
+            Err(message) => Err(UploadFailure::Transient(
+                Error::Transport {
+                    url: url.to_string(),
+                    message,
+                    hint: Some("the registry or the network stalled; try again later"),
+                },
+                None,
+            )),
             Ok(Err(e)) => {
                 let err = self.transport_error(url.as_str(), e);
-                return Err(match &err {
+                Err(match &err {
                     Error::Transport { message, .. } if retry::transient_transport(message) => {
                         UploadFailure::Transient(err, None)
                     }
                     _ => UploadFailure::Final(err),
-                });
+                })
             }
-            Ok(Ok(resp)) => resp,
-        };
-        if resp.status() == StatusCode::CREATED {
-            return Ok(());
+            Ok(Ok(resp)) => Ok(resp),
         }
-        let transient = retry::retryable_status(resp.status().as_u16());
-        let ra = retry_after(resp.headers());
-        let err = self.status_error(&Method::PUT, url.as_str(), resp).await;
-        Err(if transient {
-            UploadFailure::Transient(err, ra)
-        } else {
-            UploadFailure::Final(err)
-        })
     }
 
     /// The next page from a `Link: <URL>; rel="next"` header (tag lists, referrers), made absolute.
@@ -997,6 +1025,76 @@ impl RegistryStore {
         }
     }
 }
+
+/// An upload session fed by one streamed `PATCH` before the digest is known, then closed by a `PUT ?digest=` with
+/// no body (distribution spec, "chunked" upload with a single chunk): the registry hashes what it received and
+/// refuses the commit unless it matches the digest we computed.
+struct SessionUpload<'a> {
+    store: &'a RegistryStore,
+    /// Where the session continues (each answer may move it).
+    location: String,
+}
+
+#[async_trait]
+impl BlobUpload for SessionUpload<'_> {
+    async fn send(&mut self, body: ByteStream, progress: Progress<'_>) -> Result<()> {
+        let url = self.store.absolute(&self.location)?;
+        let what = self.store.what(" (a blob still being hashed)");
+        // chunked, so that the caller can end the body early and still get the session's new state back (which
+        // distribution needs to delete the session: a stale `_state` gets 404 and the data stays)
+        let resp = match self
+            .store
+            .stream_body(Method::PATCH, &url, None, body, &what, progress)
+            .await
+        {
+            Ok(r) => r,
+            Err(UploadFailure::Final(e) | UploadFailure::Transient(e, _)) => return Err(e),
+        };
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(self
+                .store
+                .status_error(&Method::PATCH, url.as_str(), resp)
+                .await);
+        }
+        if let Some(next) = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()) {
+            self.location = next.to_string();
+        }
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>, desc: &Descriptor) -> Result<()> {
+        let mut url = self.store.absolute(&self.location)?;
+        url.query_pairs_mut()
+            .append_pair("digest", &desc.digest.to_string());
+        let mut req = self.store.req(Method::PUT, url.to_string());
+        req.headers
+            .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        let resp = self.store.send(req).await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self
+                .store
+                .status_error(&Method::PUT, url.as_str(), resp)
+                .await);
+        }
+        self.store.remember(&desc.digest);
+        Ok(())
+    }
+
+    async fn abort(self: Box<Self>) {
+        // one try, no retries: an abandoned session also expires on its own
+        let Ok(url) = self.store.absolute(&self.location) else {
+            return;
+        };
+        let mut rb = self.store.http().delete(url).timeout(ABORT_TIMEOUT);
+        if let Some(h) = self.store.auth.lock().expect("auth lock").clone() {
+            rb = rb.header(AUTHORIZATION, h);
+        }
+        let _ = rb.send().await;
+    }
+}
+
+/// How long aborting an upload session may take.
+const ABORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a blob upload ended when it did not succeed.
 enum UploadFailure {
@@ -1263,6 +1361,17 @@ impl Store for RegistryStore {
         }
         self.remember(&desc.digest);
         Ok(())
+    }
+
+    async fn begin_upload(&self) -> Result<Option<Box<dyn BlobUpload + '_>>> {
+        let location = self
+            .start_upload(None)
+            .await?
+            .expect("a plain upload session always has a Location");
+        Ok(Some(Box::new(SessionUpload {
+            store: self,
+            location,
+        })))
     }
 
     async fn try_mount(&self, desc: &Descriptor) -> Result<bool> {

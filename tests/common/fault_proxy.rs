@@ -243,6 +243,8 @@ struct Head {
     target: String,
     headers: Vec<(String, String)>,
     content_length: u64,
+    /// `Transfer-Encoding: chunked` (a streamed PATCH): the body is decoded and sent on chunked again.
+    chunked: bool,
 }
 
 /// Reads a request head; returns it and the body bytes read past it.
@@ -269,6 +271,7 @@ async fn read_head(sock: &mut TcpStream) -> std::io::Result<Option<(Head, Vec<u8
     let target = first.next().unwrap_or("").to_string();
     let mut headers = Vec::new();
     let mut content_length = 0;
+    let mut chunked = false;
     for l in lines {
         if let Some((k, v)) = l.split_once(':') {
             let (k, v) = (k.trim().to_string(), v.trim().to_string());
@@ -276,9 +279,13 @@ async fn read_head(sock: &mut TcpStream) -> std::io::Result<Option<(Head, Vec<u8
                 content_length = v.parse().unwrap_or(0);
             }
             if k.eq_ignore_ascii_case("transfer-encoding") {
-                return Err(std::io::Error::other(
-                    "chunked request bodies are not supported",
-                ));
+                if !v.eq_ignore_ascii_case("chunked") {
+                    return Err(std::io::Error::other(format!(
+                        "transfer-encoding {v:?} is not supported"
+                    )));
+                }
+                chunked = true;
+                continue;
             }
             headers.push((k, v));
         }
@@ -290,9 +297,99 @@ async fn read_head(sock: &mut TcpStream) -> std::io::Result<Option<(Head, Vec<u8
             target,
             headers,
             content_length,
+            chunked,
         },
         rest,
     )))
+}
+
+/// Decodes a chunked request body from the client and hands the data to the upstream request, stopping (and
+/// failing the upstream request, so the registry sees a broken upload) after `limit` bytes.
+async fn pump_chunked(
+    mut rd: tokio::net::tcp::OwnedReadHalf,
+    already: Vec<u8>,
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    limit: u64,
+) -> tokio::net::tcp::OwnedReadHalf {
+    let mut buf = already;
+    let mut sent = 0u64;
+    let mut tmp = vec![0u8; 64 << 10];
+    // reads until `buf` holds `n` bytes; false at the end of the connection
+    macro_rules! need {
+        ($n:expr) => {{
+            let mut ok = true;
+            let want = $n;
+            while buf.len() < want {
+                match rd.read(&mut tmp).await {
+                    Ok(0) | Err(_) => {
+                        ok = false;
+                        break;
+                    }
+                    Ok(k) => buf.extend_from_slice(&tmp[..k]),
+                }
+            }
+            ok
+        }};
+    }
+    let complete = loop {
+        // the size line
+        let line_end = loop {
+            if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                break Some(i);
+            }
+            if !need!(buf.len() + 1) {
+                break None;
+            }
+        };
+        let Some(line_end) = line_end else {
+            break false;
+        };
+        let line = String::from_utf8_lossy(&buf[..line_end]).into_owned();
+        let size =
+            u64::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        buf.drain(..line_end + 2);
+        if size == 0 {
+            // trailers end with an empty line
+            while !buf.windows(2).any(|w| w == b"\r\n") {
+                if !need!(buf.len() + 1) {
+                    break;
+                }
+            }
+            break true;
+        }
+        let mut left = size;
+        let mut stop = false;
+        while left > 0 {
+            if buf.is_empty() && !need!(1) {
+                stop = true;
+                break;
+            }
+            let take = (buf.len() as u64).min(left).min(limit - sent) as usize;
+            if take > 0 {
+                let part: Vec<u8> = buf.drain(..take).collect();
+                sent += take as u64;
+                left -= take as u64;
+                if tx.send(Ok(Bytes::from(part))).await.is_err() {
+                    stop = true;
+                    break;
+                }
+            }
+            if sent >= limit {
+                stop = true;
+                break;
+            }
+        }
+        if stop || !need!(2) {
+            break false;
+        }
+        buf.drain(..2);
+    };
+    if !complete {
+        let _ = tx
+            .send(Err(std::io::Error::other("fault proxy: reset")))
+            .await;
+    }
+    rd
 }
 
 fn record(st: &State, head: &Head, status: u16, rule: Option<usize>) {
@@ -437,7 +534,23 @@ async fn serve(st: Arc<State>, mut sock: TcpStream) -> std::io::Result<()> {
         _ => None,
     };
     let (mut rd, mut wr) = sock.into_split();
-    let resp = if head.content_length > 0 || reset_after.is_some() {
+    let resp = if head.chunked {
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+        rb = rb.body(reqwest::Body::wrap_stream(futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|i| (i, rx)) },
+        )));
+        let limit = reset_after.unwrap_or(u64::MAX);
+        let (resp, back) = tokio::join!(rb.send(), pump_chunked(rd, already, tx, limit));
+        rd = back;
+        if reset_after.is_some() {
+            let sock = rd.reunite(wr).expect("same socket");
+            record(&st, &head, 0, rule_index);
+            reset(sock);
+            return Ok(());
+        }
+        resp
+    } else if head.content_length > 0 || reset_after.is_some() {
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
         rb = rb
             .header("content-length", head.content_length)
