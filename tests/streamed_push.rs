@@ -24,6 +24,13 @@ fn push(env: &Env, file: &str, to: &str, cache: &str, extra: &[&str]) -> common:
         .run()
 }
 
+/// [`push`] that must succeed; its `--json` report.
+fn push_ok(env: &Env, file: &str, to: &str, cache: &str, extra: &[&str]) -> serde_json::Value {
+    let run = push(env, file, to, cache, extra);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    json(&run)
+}
+
 fn json(run: &common::cli::Run) -> serde_json::Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
 }
@@ -73,15 +80,13 @@ fn a_large_file_to_a_new_tag_is_sent_while_hashed_and_arrives_intact() {
     random_file(&env.path().join("small.bin"), 1 << 20, 2);
     let big = sha256_file(&env.path().join("big.bin"));
 
-    let run = push(
+    let report = push_ok(
         &env,
         "big.bin",
         &format!("{}/s/app:v1", reg.host),
         "c1",
         &[],
     );
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let report = json(&run);
     assert_eq!(report["layers"][0]["transfer"], "uploaded");
     assert_eq!(report["bytes_uploaded"], LARGE + 12345 + 2);
     assert!(report.get("discarded_bytes").is_none(), "{report}");
@@ -111,23 +116,21 @@ fn a_large_file_to_a_new_tag_is_sent_while_hashed_and_arrives_intact() {
 
     // below the threshold, and with --hash-first: hashed first, one monolithic PUT, no PATCH
     reg.clear_requests();
-    let run = push(
+    push_ok(
         &env,
         "small.bin",
         &format!("{}/s/small:v1", reg.host),
         "c2",
         &[],
     );
-    assert_eq!(run.code, 0, "{}", run.stderr);
     random_file(&env.path().join("big2.bin"), LARGE, 3);
-    let run = push(
+    push_ok(
         &env,
         "big2.bin",
         &format!("{}/s/big2:v1", reg.host),
         "c3",
         &["--hash-first"],
     );
-    assert_eq!(run.code, 0, "{}", run.stderr);
     let log = reg.requests();
     assert!(uploads(&log, "PATCH").is_empty(), "{log:#?}");
     assert_eq!(uploads(&log, "PUT").len(), 4, "{log:#?}"); // each file and each config
@@ -193,15 +196,13 @@ fn a_blob_the_registry_has_is_not_committed_again_and_hash_first_sends_nothing()
     // a fresh machine (empty caches) pushes the same file under a new tag: the hash finds the blob present,
     // the streamed session is thrown away, the layer is reported present
     reg.clear_requests();
-    let run = push(
+    let report = push_ok(
         &env,
         "model.bin",
         &format!("{}/m/model:v2", reg.host),
         "b",
         &[],
     );
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let report = json(&run);
     assert_eq!(report["layers"][0]["transfer"], "present", "{report}");
     assert_eq!(report["bytes_uploaded"], 0, "{report}");
     let log = reg.requests();
@@ -213,15 +214,13 @@ fn a_blob_the_registry_has_is_not_committed_again_and_hash_first_sends_nothing()
 
     // --hash-first: only HEADs for the file, not one byte of it sent
     reg.clear_requests();
-    let run = push(
+    let report = push_ok(
         &env,
         "model.bin",
         &format!("{}/m/model:v3", reg.host),
         "c",
         &["--hash-first"],
     );
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let report = json(&run);
     assert_eq!(report["layers"][0]["transfer"], "present", "{report}");
     assert!(report.get("discarded_bytes").is_none(), "{report}");
     let log = reg.requests();

@@ -29,6 +29,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 
 /// Largest request head accepted.
@@ -303,14 +304,58 @@ async fn read_head(sock: &mut TcpStream) -> std::io::Result<Option<(Head, Vec<u8
     )))
 }
 
+/// Hands at most `limit` bytes of a `total`-byte request body from the client to the upstream request, failing the
+/// upstream request (so the registry sees a broken upload) when it stops short.
+async fn pump_sized(
+    mut rd: OwnedReadHalf,
+    already: Vec<u8>,
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    total: u64,
+    limit: u64,
+) -> OwnedReadHalf {
+    let limit = limit.min(total);
+    let mut sent = 0u64;
+    let first = &already[..(already.len() as u64).min(limit) as usize];
+    if !first.is_empty() {
+        sent += first.len() as u64;
+        if tx.send(Ok(Bytes::copy_from_slice(first))).await.is_err() {
+            return rd;
+        }
+    }
+    let mut tmp = vec![0u8; 64 << 10];
+    while sent < limit {
+        let want = (limit - sent).min(tmp.len() as u64) as usize;
+        match rd.read(&mut tmp[..want]).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                sent += n as u64;
+                if tx
+                    .send(Ok(Bytes::copy_from_slice(&tmp[..n])))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    }
+    if sent < total {
+        // abort the upstream request so the registry sees a broken upload
+        let _ = tx
+            .send(Err(std::io::Error::other("fault proxy: reset")))
+            .await;
+    }
+    rd
+}
+
 /// Decodes a chunked request body from the client and hands the data to the upstream request, stopping (and
 /// failing the upstream request, so the registry sees a broken upload) after `limit` bytes.
 async fn pump_chunked(
-    mut rd: tokio::net::tcp::OwnedReadHalf,
+    mut rd: OwnedReadHalf,
     already: Vec<u8>,
     tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
     limit: u64,
-) -> tokio::net::tcp::OwnedReadHalf {
+) -> OwnedReadHalf {
     let mut buf = already;
     let mut sent = 0u64;
     let mut tmp = vec![0u8; 64 << 10];
@@ -534,67 +579,23 @@ async fn serve(st: Arc<State>, mut sock: TcpStream) -> std::io::Result<()> {
         _ => None,
     };
     let (mut rd, mut wr) = sock.into_split();
-    let resp = if head.chunked {
+    let resp = if head.chunked || head.content_length > 0 || reset_after.is_some() {
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+        if !head.chunked {
+            rb = rb.header("content-length", head.content_length);
+        }
         rb = rb.body(reqwest::Body::wrap_stream(futures_util::stream::unfold(
             rx,
             |mut rx| async move { rx.recv().await.map(|i| (i, rx)) },
         )));
         let limit = reset_after.unwrap_or(u64::MAX);
-        let (resp, back) = tokio::join!(rb.send(), pump_chunked(rd, already, tx, limit));
-        rd = back;
-        if reset_after.is_some() {
-            let sock = rd.reunite(wr).expect("same socket");
-            record(&st, &head, 0, rule_index);
-            reset(sock);
-            return Ok(());
-        }
-        resp
-    } else if head.content_length > 0 || reset_after.is_some() {
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
-        rb = rb
-            .header("content-length", head.content_length)
-            .body(reqwest::Body::wrap_stream(futures_util::stream::unfold(
-                rx,
-                |mut rx| async move { rx.recv().await.map(|i| (i, rx)) },
-            )));
-        let total = head.content_length;
-        let limit = reset_after.unwrap_or(u64::MAX).min(total);
-        let pump = async move {
-            let mut sent = 0u64;
-            let first = &already[..(already.len() as u64).min(limit) as usize];
-            if !first.is_empty() {
-                sent += first.len() as u64;
-                if tx.send(Ok(Bytes::copy_from_slice(first))).await.is_err() {
-                    return (rd, sent);
-                }
-            }
-            let mut tmp = vec![0u8; 64 << 10];
-            while sent < limit {
-                let want = (limit - sent).min(tmp.len() as u64) as usize;
-                match rd.read(&mut tmp[..want]).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        sent += n as u64;
-                        if tx
-                            .send(Ok(Bytes::copy_from_slice(&tmp[..n])))
-                            .await
-                            .is_err()
-                        {
-                            break;
-                        }
-                    }
-                }
-            }
-            if sent < total {
-                // abort the upstream request so the registry sees a broken upload
-                let _ = tx
-                    .send(Err(std::io::Error::other("fault proxy: reset")))
-                    .await;
-            }
-            (rd, sent)
-        };
-        let (resp, (back, _sent)) = tokio::join!(rb.send(), pump);
+        let pump: std::pin::Pin<Box<dyn std::future::Future<Output = OwnedReadHalf> + Send>> =
+            if head.chunked {
+                Box::pin(pump_chunked(rd, already, tx, limit))
+            } else {
+                Box::pin(pump_sized(rd, already, tx, head.content_length, limit))
+            };
+        let (resp, back) = tokio::join!(rb.send(), pump);
         rd = back;
         if reset_after.is_some() {
             let sock = rd.reunite(wr).expect("same socket");
