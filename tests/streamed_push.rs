@@ -273,3 +273,45 @@ fn a_streamed_upload_cut_by_the_network_falls_back_to_an_ordinary_upload() {
     assert_eq!(sha256_file(&reg.blob_data_path(&hex)), hex);
     assert_eq!(json(&run)["layers"][0]["transfer"], "uploaded");
 }
+
+#[test]
+fn a_registry_that_refuses_streamed_patches_gets_ordinary_uploads() {
+    let reg = Registry::start(Flavor::Plain);
+    let proxy = FaultProxy::start(&reg.base_url());
+    let env = Env::new();
+    // five large files: push streams four at a time, so the fifth starts after the first refusals
+    let names: Vec<String> = (1..=5).map(|i| format!("f{i}.bin")).collect();
+    let mut digests = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        random_file(&env.path().join(n), (17 << 20) + i as u64, 30 + i as u64);
+        digests.push(sha256_file(&env.path().join(n)));
+    }
+    // as a registry that follows the OCI spec to the letter: no PATCH without Content-Range
+    proxy.add(Rule::on("PATCH", "/blobs/uploads/").fault(Fault::Status {
+        status: 400,
+        retry_after: None,
+    }));
+    let rest: Vec<&str> = names[1..].iter().map(String::as_str).collect();
+    let report = push_ok(
+        &env,
+        &names[0],
+        &format!("{}/s/app:v1", proxy.host),
+        "c",
+        &rest,
+    );
+    for i in 0..5 {
+        assert_eq!(report["layers"][i]["transfer"], "uploaded", "{report}");
+    }
+    // refused PATCHes only for the files already in flight: once refused, the rest go the ordinary way;
+    // every file came by one ordinary PUT and is whole on the registry
+    let patches = proxy.count("PATCH", "/blobs/uploads/");
+    assert!(
+        (1..=4).contains(&patches),
+        "{patches} PATCHes: {:?}",
+        proxy.requests()
+    );
+    for d in &digests {
+        assert_eq!(proxy.count("PUT", d), 1, "{d}");
+        assert_eq!(sha256_file(&reg.blob_data_path(d)), *d);
+    }
+}

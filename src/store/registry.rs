@@ -380,6 +380,9 @@ pub struct RegistryStore {
     extra_scopes: Mutex<Vec<String>>,
     /// Whether the referrers API answered, once asked.
     referrers_api: Mutex<Option<bool>>,
+    /// Cleared when the registry refuses a streamed (chunked, no `Content-Range`) `PATCH`, which the OCI spec
+    /// leaves out and some registries refuse: later blobs go the ordinary way.
+    streamed_patch: std::sync::atomic::AtomicBool,
 }
 
 /// A request that can be rebuilt for a retry after authenticating (so it has no streaming body).
@@ -402,6 +405,7 @@ impl RegistryStore {
             auth: Mutex::new(None),
             extra_scopes: Mutex::new(Vec::new()),
             referrers_api: Mutex::new(None),
+            streamed_patch: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -448,6 +452,10 @@ impl RegistryStore {
             auth: Mutex::new(self.auth.lock().expect("auth lock").clone()),
             extra_scopes: Mutex::new(self.extra_scopes.lock().expect("scopes lock").clone()),
             referrers_api: Mutex::new(None),
+            streamed_patch: std::sync::atomic::AtomicBool::new(
+                self.streamed_patch
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ),
         }
     }
 
@@ -1051,6 +1059,12 @@ impl BlobUpload for SessionUpload<'_> {
             Err(UploadFailure::Final(e) | UploadFailure::Transient(e, _)) => return Err(e),
         };
         if resp.status() != StatusCode::ACCEPTED {
+            if resp.status().is_client_error() {
+                // no more streamed uploads to this registry in this run (the caller uploads this blob again)
+                self.store
+                    .streamed_patch
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+            }
             return Err(self
                 .store
                 .status_error(&Method::PATCH, url.as_str(), resp)
@@ -1364,6 +1378,12 @@ impl Store for RegistryStore {
     }
 
     async fn begin_upload(&self) -> Result<Option<Box<dyn BlobUpload + '_>>> {
+        if !self
+            .streamed_patch
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(None);
+        }
         let location = self
             .start_upload(None)
             .await?
