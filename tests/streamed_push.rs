@@ -315,3 +315,53 @@ fn a_registry_that_refuses_streamed_patches_gets_ordinary_uploads() {
         assert_eq!(sha256_file(&reg.blob_data_path(d)), *d);
     }
 }
+
+#[test]
+fn large_files_of_a_layer_per_file_folder_are_streamed_in_their_place() {
+    let reg = Registry::start(Flavor::Plain);
+    let env = Env::new();
+    let model = env.path().join("model");
+    fs::create_dir_all(model.join("weights")).unwrap();
+    fs::write(model.join("config.json"), b"{\"layers\": 2}\n").unwrap();
+    random_file(&model.join("weights/part-1.bin"), LARGE, 41);
+    fs::write(model.join("weights/part-1.txt"), b"notes\n").unwrap();
+    random_file(&model.join("weights/part-2.bin"), (17 << 20) + 7, 42);
+    let report = push_ok(
+        &env,
+        "model",
+        &format!("{}/m/bundle:v1", reg.host),
+        "c",
+        &["--layer-per-file"],
+    );
+    let titles: Vec<&str> = report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "model/config.json",
+            "model/weights/part-1.bin",
+            "model/weights/part-1.txt",
+            "model/weights/part-2.bin"
+        ]
+    );
+    // the two large files went by PATCH, the small ones by ordinary PUTs
+    let log = reg.requests();
+    assert_eq!(uploads(&log, "PATCH").len(), 2, "{log:#?}");
+    env.cmd(&[
+        "pull",
+        &format!("{}/m/bundle:v1", reg.host),
+        "-o",
+        "out",
+        "--plain-http",
+    ])
+    .run()
+    .ok();
+    assert_eq!(
+        common::cli::tree_digests(&env.path().join("out/model")),
+        common::cli::tree_digests(&model)
+    );
+}

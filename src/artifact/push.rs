@@ -328,6 +328,18 @@ enum Streamed<'s> {
     Known(Transfer, u64),
 }
 
+/// A file to send while it is hashed: (its position among the layers hashed first, path, title, size,
+/// executable).
+type Deferred = (usize, PathBuf, String, u64, bool);
+
+/// Whether a file is sent while it is hashed (when the tag is new): large, with a name only the prefix rules of the
+/// secret scanner apply to, and not known to the digest cache.
+fn streams(path: &Path, title: &str, size: u64, opts: &PushOptions) -> bool {
+    size >= STREAM_MIN
+        && secrets::prefix_rules_only(title)
+        && !cached_clean(path, title, opts.digest_cache.as_ref())
+}
+
 /// Whether the digest cache knows `path` unchanged and scanned clean as `title` (then it is not read at all).
 fn cached_clean(path: &Path, title: &str, cache: Option<&crate::cache::DigestCache>) -> bool {
     let (Some(cache), Ok(meta)) = (cache, std::fs::metadata(path)) else {
@@ -493,8 +505,7 @@ async fn prepare<'s>(
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     let mut found = Vec::new();
-    // large files sent while hashed: (position in `out`, path, title, size, executable)
-    let mut deferred: Vec<(usize, PathBuf, String, u64, bool)> = Vec::new();
+    let mut deferred: Vec<Deferred> = Vec::new();
     for (i, path) in paths.iter().enumerate() {
         let meta = std::fs::metadata(path).map_err(|e| Error::io("reading", path, e))?;
         let title = title_of(path)?;
@@ -505,7 +516,14 @@ async fn prepare<'s>(
         }
         let p = path.clone();
         if meta.is_dir() && opts.layer_per_file {
-            let (files, scan) = prepare_files_of_folder(path, &title, opts).await?;
+            let (files, scan, later) =
+                prepare_files_of_folder(path, &title, opts, streaming.is_some()).await?;
+            let base = out.len();
+            deferred.extend(
+                later
+                    .into_iter()
+                    .map(|(at, p, t, n, x)| (base + at, p, t, n, x)),
+            );
             out.extend(files);
             found.extend(scan);
         } else if meta.is_dir() {
@@ -554,11 +572,7 @@ async fn prepare<'s>(
         } else if meta.is_file() {
             let executable =
                 std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0;
-            if streaming.is_some()
-                && meta.len() >= STREAM_MIN
-                && secrets::prefix_rules_only(&title)
-                && !cached_clean(path, &title, opts.digest_cache.as_ref())
-            {
+            if streaming.is_some() && streams(path, &title, meta.len(), opts) {
                 deferred.push((out.len(), path.clone(), title, meta.len(), executable));
                 continue;
             }
@@ -715,7 +729,8 @@ async fn prepare_files_of_folder(
     dir: &Path,
     folder_title: &str,
     opts: &PushOptions,
-) -> Result<(Vec<Prepared>, Vec<FileFindings>)> {
+    streaming: bool,
+) -> Result<(Vec<Prepared>, Vec<FileFindings>, Vec<Deferred>)> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 
     let refuse = |path: &Path, why: String| {
@@ -727,7 +742,7 @@ async fn prepare_files_of_folder(
             "fix or remove it, or push the folder as one layer (without --layer-per-file)",
         )
     };
-    let mut files: Vec<(String, PathBuf, bool)> = Vec::new();
+    let mut files: Vec<(String, PathBuf, bool, u64)> = Vec::new();
     let walker = walkdir::WalkDir::new(dir).min_depth(1).follow_links(false);
     for item in walker {
         let item = item.map_err(|e| {
@@ -777,6 +792,7 @@ async fn prepare_files_of_folder(
             title,
             path.to_path_buf(),
             meta.permissions().mode() & 0o111 != 0,
+            meta.len(),
         ));
         if files.len() > MAX_LAYER_FILES {
             return Err(refuse(
@@ -789,6 +805,18 @@ async fn prepare_files_of_folder(
         return Err(refuse(dir, "it holds no files".into()));
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
+    // large files are sent while hashed, like large files named on the command line; their place in the sorted
+    // list is kept
+    let mut deferred = Vec::new();
+    let mut hashed_first = Vec::new();
+    for (title, path, executable, size) in files {
+        if streaming && streams(&path, &title, size, opts) {
+            deferred.push((hashed_first.len(), path, title, size, executable));
+        } else {
+            hashed_first.push((title, path, executable));
+        }
+    }
+    let files = hashed_first;
 
     let media_type = opts
         .file_media_type
@@ -822,7 +850,7 @@ async fn prepare_files_of_folder(
         .into_iter()
         .filter(|s| !s.findings.is_empty() || s.more > 0)
         .collect();
-    Ok((prepared, found))
+    Ok((prepared, found, deferred))
 }
 
 /// Pushes `paths` to `target` (which must carry a tag) in `store`.

@@ -376,6 +376,8 @@ impl FetchedBlob {
 const FILE_CHUNK: usize = 1 << 20;
 /// Chunks in flight per file stream (bounds memory at `FILE_CHUNKS * FILE_CHUNK`).
 const FILE_CHUNKS: usize = 8;
+/// Chunks in flight per paced file stream ([`file_stream_paced`]).
+const PACED_CHUNKS: usize = 4;
 
 /// A read buffer that goes back to its pool when the last `Bytes` pointing into it is dropped, so a stream
 /// of a large file reuses a few buffers instead of allocating (and page-faulting) a fresh one per chunk.
@@ -412,14 +414,20 @@ pub async fn file_stream_paced(path: &Path, mut pace: Option<Pace>) -> Result<By
     use std::io::Read;
     let mut file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
     let mut offset = 0u64;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(FILE_CHUNKS);
+    // a paced stream runs beside a hashing read of the same file, and push runs up to four: fewer buffers each
+    let chunks = if pace.is_some() {
+        PACED_CHUNKS
+    } else {
+        FILE_CHUNKS
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(chunks);
     let (pool_tx, pool_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::spawn(move || {
         let mut allocated = 0;
         loop {
             let mut buf = match pool_rx.try_recv() {
                 Ok(b) => b,
-                Err(_) if allocated < FILE_CHUNKS => {
+                Err(_) if allocated < chunks => {
                     allocated += 1;
                     vec![0u8; FILE_CHUNK]
                 }
