@@ -365,3 +365,32 @@ fn large_files_of_a_layer_per_file_folder_are_streamed_in_their_place() {
         common::cli::tree_digests(&model)
     );
 }
+
+#[test]
+fn an_allowed_finding_lets_the_held_upload_go_on() {
+    let reg = Registry::start(Flavor::Plain);
+    let env = Env::new();
+    let token = format!("ghp_{}", "q7W8e9R0t1Y2".repeat(3));
+    let path = env.path().join("fixture.bin");
+    random_file(&path, LARGE, 8);
+    let mut data = fs::read(&path).unwrap();
+    data[1000..1000 + token.len() + 2].copy_from_slice(format!("\n{token}\n").as_bytes());
+    fs::write(&path, &data).unwrap();
+    let hex = sha256_file(&path);
+    // the scanner holds the upload at the token until the push decides; --allow-secret lets it go on
+    let report = push_ok(
+        &env,
+        "fixture.bin",
+        &format!("{}/s/fixture:v1", reg.host),
+        "c",
+        &["--allow-secret", "fixture.bin"],
+    );
+    assert_eq!(report["layers"][0]["transfer"], "uploaded");
+    assert_eq!(
+        report["allowed_secrets"][0]["rule"], "github-token",
+        "{report}"
+    );
+    let log = reg.requests();
+    assert_eq!(uploads(&log, "PATCH").len(), 1, "{log:#?}");
+    assert_eq!(sha256_file(&reg.blob_data_path(&hex)), hex);
+}
