@@ -1,12 +1,15 @@
 //! `push`: pack files and folders into an OCI artifact and upload it, content-addressed.
 //!
 //! Order of work, chosen so that a failure never leaves anything half-done behind a tag:
-//! 1. check the inputs and the tag rules (before any network or disk work);
-//! 2. hash every file and pack every folder (deterministically) into a temporary tar+gzip, so every layer has a
-//!    digest before any upload, scanning every byte for secrets in the same read (see [`super::secrets`]); a
-//!    finding not allowed by [`PushOptions::allow_secrets`] stops the push here, before any upload;
-//! 3. build the manifest and compare with what the tag points at now (no-clobber);
-//! 4. upload only the blobs the store lacks (HEAD first; cross-repository mount when a source is known);
+//! 1. check the inputs and the tag rules (before any network or disk work), then read what the tag points at;
+//! 2. hash every file and pack every folder (deterministically) into a temporary tar+gzip, scanning every byte for
+//!    secrets in the same read (see [`super::secrets`]); when the tag is new, a large file is sent to the registry
+//!    while it is hashed, never ahead of the scanner, into an upload session committed only at step 4
+//!    (`stream_file`); a finding not allowed by [`PushOptions::allow_secrets`] stops the push here, before any
+//!    byte of the secret is sent and before anything is committed;
+//! 3. build the manifest and compare with what the tag points at (no-clobber);
+//! 4. upload only the blobs the store lacks (HEAD first; cross-repository mount when a source is known), and
+//!    commit the streamed ones under their locally computed digests;
 //! 5. put the manifest by digest, and only then move the tag.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -597,7 +600,19 @@ async fn prepare<'s>(
     if let Some(store) = streaming {
         let results: Vec<_> = stream::iter(deferred.into_iter().map(
             |(at, path, title, size, x)| async move {
-                let r = stream_file(store, &path, &title, size, opts, observer).await;
+                let r = match stream_file(store, &path, &title, size, opts, observer).await {
+                    Ok(Some(r)) => Ok(r),
+                    // the store has no streamed upload (a layout folder): hash first, still in parallel
+                    Ok(None) => {
+                        let (p, t, cache) =
+                            (path.clone(), title.clone(), opts.digest_cache.clone());
+                        tokio::task::spawn_blocking(move || hash_file(&p, &t, cache.as_ref(), None))
+                            .await
+                            .expect("hash task panicked")
+                            .map(|(d, n, f)| (d, n, f, None))
+                    }
+                    Err(e) => Err(e),
+                };
                 (at, path, title, x, r)
             },
         ))
@@ -607,18 +622,6 @@ async fn prepare<'s>(
         let mut failure = None;
         let mut inserted = 0;
         for (at, path, title, x, r) in results {
-            let r = match r {
-                Ok(Some(r)) => Ok(r),
-                // the store has no streamed upload after all: hash first
-                Ok(None) => {
-                    let (p, t, cache) = (path.clone(), title.clone(), opts.digest_cache.clone());
-                    tokio::task::spawn_blocking(move || hash_file(&p, &t, cache.as_ref(), None))
-                        .await
-                        .expect("hash task panicked")
-                        .map(|(d, n, f)| (d, n, f, None))
-                }
-                Err(e) => Err(e),
-            };
             match r {
                 Ok((digest, size, scan, upload)) => {
                     if !scan.findings.is_empty() {
