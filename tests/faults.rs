@@ -131,6 +131,38 @@ fn a_reset_mid_upload_restarts_the_session_and_the_digest_is_the_local_one() {
 }
 
 #[test]
+fn a_copy_whose_upload_is_reset_fetches_the_source_again_and_restarts() {
+    let r = rig(Flavor::Plain);
+    let file_digest = r.file("big.bin", 2 << 20, 9);
+    let hex = file_digest.trim_start_matches("sha256:");
+    let layout = format!("oci:{}", r.env.p("layout"));
+    let pushed = r
+        .run(&["push", "big.bin", "--to", &format!("{layout}:v1")], "5s")
+        .digest();
+    let reset = r.proxy.add(
+        Rule::on("PUT", hex)
+            .times(1)
+            .fault(Fault::ResetBody { after: 300 << 10 }),
+    );
+    // layout -> registry: the blob is streamed from the layout store, so the restart must read it again
+    let copied = r
+        .run(
+            &["copy", &format!("{layout}:v1"), &r.via("t/copy:v1")],
+            "20s",
+        )
+        .digest();
+    assert_eq!(copied, pushed);
+    assert_eq!(r.proxy.hits(reset), 1);
+    assert_eq!(r.proxy.count("PUT", hex), 2, "{:?}", r.proxy.requests());
+    r.run(&["pull", &r.direct("t/copy:v1"), "-o", "out"], "5s")
+        .ok();
+    assert_eq!(
+        format!("sha256:{}", sha256_file(&r.env.path().join("out/big.bin"))),
+        file_digest
+    );
+}
+
+#[test]
 fn a_503_with_retry_after_is_waited_for_then_retried() {
     let r = rig(Flavor::Plain);
     r.file("a.bin", 4096, 2);

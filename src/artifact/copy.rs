@@ -215,27 +215,37 @@ impl Copier<'_> {
             self.tally.lock().expect("tally lock").mounted += 1;
             return Ok(());
         }
-        let fetched = self.src.get_blob(desc).await?;
         // the checked stream ends with an error (never a clean end) when the bytes are not the blob; the error
-        // is kept here so the caller sees the integrity failure, not the upload it broke
+        // is kept here so the caller sees the integrity failure, not the upload it broke. The source is fetched
+        // again for each attempt, so an upload cut by the network restarts like any other
         let failure: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
-        let slot = failure.clone();
-        let source = format!("{}@{}", self.src.name(), desc.digest);
-        let stream: ByteStream = Box::pin(fetched.into_checked_stream().map(move |item| {
-            item.map_err(|e| {
-                let message = e.to_string();
-                let err = Error::io("reading", &source, e);
-                *slot.lock().expect("failure lock") = Some(err);
-                std::io::Error::other(message)
-            })
-        }));
+        let open = {
+            let failure = failure.clone();
+            move || -> futures_util::future::BoxFuture<'_, Result<ByteStream>> {
+                let slot = failure.clone();
+                Box::pin(async move {
+                    let fetched = self.src.get_blob(desc).await?;
+                    let source = format!("{}@{}", self.src.name(), desc.digest);
+                    let stream: ByteStream =
+                        Box::pin(fetched.into_checked_stream().map(move |item| {
+                            item.map_err(|e| {
+                                let message = e.to_string();
+                                let err = Error::io("reading", &source, e);
+                                *slot.lock().expect("failure lock") = Some(err);
+                                std::io::Error::other(message)
+                            })
+                        }));
+                    Ok(stream)
+                })
+            }
+        };
         let bar = self
             .observer
             .transfer(&format!("blob {}", desc.digest.short()), desc.size);
         let progress = move |n: u64| bar(n);
         let result = self
             .dst
-            .put_blob(desc, BlobSource::Stream(stream), &progress)
+            .put_blob(desc, BlobSource::Stream(Box::new(open)), &progress)
             .await;
         if let Some(e) = failure.lock().expect("failure lock").take() {
             return Err(e);

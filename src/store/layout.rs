@@ -327,7 +327,7 @@ impl Store for LayoutStore {
     async fn put_blob(
         &self,
         desc: &Descriptor,
-        source: BlobSource,
+        source: BlobSource<'_>,
         progress: Progress<'_>,
     ) -> Result<()> {
         self.ensure_created()?;
@@ -342,7 +342,7 @@ impl Store for LayoutStore {
         let mut stream = match source {
             BlobSource::Bytes(b) => Box::pin(futures_util::stream::once(async move { Ok(b) })),
             BlobSource::File(p) => super::file_stream(&p).await?,
-            BlobSource::Stream(s) => s,
+            BlobSource::Stream(open) => open().await?,
         };
         let (file, tmp_path) = tmp.into_parts();
         let mut file = tokio::fs::File::from_std(file);

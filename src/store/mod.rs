@@ -37,14 +37,19 @@ pub fn no_progress(_: u64) {}
 
 /// Where an uploaded blob's bytes come from. The caller has already computed the digest (a store is never asked to
 /// trust a digest it cannot check: the registry re-hashes on commit, the layout store hashes while writing).
-pub enum BlobSource {
+pub enum BlobSource<'a> {
     /// Bytes in memory (small blobs: configs, payloads).
     Bytes(Bytes),
     /// A file on disk, read from its start.
     File(PathBuf),
-    /// A stream, e.g. from another store.
-    Stream(ByteStream),
+    /// A stream from elsewhere (another store), opened again for each attempt, so that an interrupted upload can
+    /// restart from the first byte.
+    Stream(Opener<'a>),
 }
+
+/// Opens a blob's bytes as a stream (see [`BlobSource::Stream`]).
+pub type Opener<'a> =
+    Box<dyn Fn() -> futures_util::future::BoxFuture<'a, Result<ByteStream>> + Send + Sync + 'a>;
 
 /// Which manifest to fetch.
 #[derive(Debug, Clone, Copy)]
@@ -88,7 +93,7 @@ pub trait Store: Send + Sync {
     async fn put_blob(
         &self,
         desc: &Descriptor,
-        source: BlobSource,
+        source: BlobSource<'_>,
         progress: Progress<'_>,
     ) -> Result<()>;
 

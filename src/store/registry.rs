@@ -1316,20 +1316,11 @@ impl Store for RegistryStore {
     async fn put_blob(
         &self,
         desc: &Descriptor,
-        source: BlobSource,
+        source: BlobSource<'_>,
         progress: Progress<'_>,
     ) -> Result<()> {
         // an interrupted upload restarts in a new session from the start of the source (distribution 2.8 gives
         // no usable resume point for a monolithic PUT); the registry re-hashes on commit against our digest
-        enum Replay {
-            Bytes(Bytes),
-            File(std::path::PathBuf),
-        }
-        let (mut one_pass, replayable) = match source {
-            BlobSource::Stream(s) => (Some(s), None),
-            BlobSource::Bytes(b) => (None, Some(Replay::Bytes(b))),
-            BlobSource::File(p) => (None, Some(Replay::File(p))),
-        };
         let what = || format!("uploading {}", self.what(format!("@{}", desc.digest)));
         let mut attempts = 0u32;
         loop {
@@ -1338,14 +1329,13 @@ impl Store for RegistryStore {
                 .start_upload(None)
                 .await?
                 .expect("a plain upload session always has a Location");
-            let body: ByteStream = match (&replayable, one_pass.take()) {
-                (_, Some(s)) => s,
-                (Some(Replay::Bytes(b)), None) => {
+            let body: ByteStream = match &source {
+                BlobSource::Bytes(b) => {
                     let b = b.clone();
                     Box::pin(futures_util::stream::once(async move { Ok(b) }))
                 }
-                (Some(Replay::File(p)), None) => super::file_stream(p).await?,
-                (None, None) => unreachable!("a one-pass stream is never sent twice"),
+                BlobSource::File(p) => super::file_stream(p).await?,
+                BlobSource::Stream(open) => open().await?,
             };
             let (failure, ra) = match self.upload(&location, desc, body, progress).await {
                 Ok(()) => break,
@@ -1356,12 +1346,7 @@ impl Store for RegistryStore {
             if self.blob_exists(&desc.digest).await.unwrap_or(false) {
                 break;
             }
-            let next = if replayable.is_none() {
-                Err("the blob comes from a one-pass stream, which cannot be sent again".to_string())
-            } else {
-                self.client.budget.next(attempts, ra)
-            };
-            match next {
+            match self.client.budget.next(attempts, ra) {
                 Ok(wait) => tokio::time::sleep(wait).await,
                 Err(why) => {
                     return Err(Error::GaveUp {
