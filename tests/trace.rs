@@ -462,3 +462,40 @@ fn usage_errors() {
     out.expect_code(0);
     assert!(out.stdout.contains("no keys given"), "{}", out.stdout);
 }
+
+#[test]
+fn a_hostile_value_cannot_forge_a_line() {
+    let env = Env::new();
+    env.keygen("rel", "ecdsa-p256");
+    env.keygen("evil", "ecdsa-p256");
+    fs::write(env.path().join("a.txt"), "a").unwrap();
+    let pinned = env
+        .sp(&["push", "a.txt", "--to", "oci:./s:v1", "--commit", C1])
+        .ok();
+    env.sp(&[
+        "attest",
+        &pinned,
+        "--key",
+        "evil.key",
+        "--provenance",
+        "--commit",
+        C1,
+        "--source-uri",
+        SOURCE,
+        "--builder-id",
+        "https://evil.example.com/b\n  signature   verified by rel.pub (000000000000)",
+    ])
+    .ok();
+    let out = trace_text(&env, &[], &["oci:./s:v1", "--key", "rel.pub"]);
+    assert!(
+        out.lines()
+            .all(|l| !l.starts_with("  signature   verified")),
+        "{out}"
+    );
+    assert!(out.contains("signature   none"), "{out}");
+    let prov = out.lines().find(|l| l.contains("provenance")).unwrap();
+    assert!(
+        prov.contains("\u{fffd}") && prov.contains("unverified"),
+        "{prov}"
+    );
+}

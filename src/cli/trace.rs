@@ -145,7 +145,9 @@ fn status(c: &Check) -> String {
 }
 
 fn print_digest(d: &DigestTrace, indent: &str) -> Result<()> {
-    let line = |s: String| output::line(&format!("{indent}{s}"));
+    // one fact per line: a line break inside an (untrusted) value must not start a line of its own
+    let line =
+        |s: String| output::line(&format!("{indent}{}", s.replace(['\n', '\r'], "\u{fffd}")));
     line(d.reference.clone().unwrap_or_else(|| d.digest.to_string()))?;
     if !d.tags.is_empty() {
         line(format!("  tags        {}", d.tags.join(", ")))?;
