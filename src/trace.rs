@@ -339,9 +339,7 @@ pub async fn trace_commit(
         capped: false,
         digests: Vec::new(),
     };
-    // digest -> (tags, matched_by, manifest)
-    let mut found: BTreeMap<Digest, (Vec<String>, BTreeSet<&'static str>, Option<RawManifest>)> =
-        BTreeMap::new();
+    let mut found: BTreeMap<Digest, Found> = BTreeMap::new();
     if let Some((store, _)) = store {
         let mut tags: Vec<String> = store
             .list_tags()
@@ -478,6 +476,9 @@ async fn provenance_names(
         })
     }))
 }
+
+/// A digest a commit search found: its tags, how it was found, its manifest (when a tag gave it).
+type Found = (Vec<String>, BTreeSet<&'static str>, Option<RawManifest>);
 
 type Histories = Vec<(PathBuf, Vec<history::Event>)>;
 
