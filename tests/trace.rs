@@ -499,3 +499,94 @@ fn a_hostile_value_cannot_forge_a_line() {
         "{prov}"
     );
 }
+
+/// Provenance signed by the trusted key for v2, copied into v1's evidence: not listed as v1's (it is about another
+/// digest), never shown verified for v1, and reported under `ignored` with why.
+#[test]
+fn a_statement_copied_from_another_digest_is_not_listed() {
+    use sealpack::Reference;
+    use sealpack::formats::dsse;
+    use sealpack::store::evidence::{self, Kind};
+    use sealpack::store::{self, layout::LayoutStore};
+
+    let env = Env::new();
+    env.keygen("rel", "ecdsa-p256");
+    fs::write(env.path().join("a.txt"), "one").unwrap();
+    let v1 = env
+        .sp(&["push", "a.txt", "--to", "oci:./s:v1", "--commit", C1])
+        .ok();
+    fs::write(env.path().join("a.txt"), "two").unwrap();
+    let v2 = env
+        .sp(&["push", "a.txt", "--to", "oci:./s:v2", "--commit", C2])
+        .ok();
+    env.sp(&[
+        "attest",
+        &v2,
+        "--key",
+        "rel.key",
+        "--provenance",
+        "--commit",
+        C2,
+        "--source-uri",
+        SOURCE,
+        "--builder-id",
+        BUILDER,
+    ])
+    .ok();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = LayoutStore::open(&env.path().join("s"), false)
+            .await
+            .unwrap();
+        let one = store::resolve(&store, &Reference::parse(&v1).unwrap())
+            .await
+            .unwrap();
+        let (layers, _) = evidence::read(
+            &store,
+            &digest_of(&v2).parse().unwrap(),
+            Kind::Attestation,
+            dsse::MAX_ENVELOPE_SIZE as u64,
+        )
+        .await
+        .unwrap();
+        assert_eq!(layers.len(), 1);
+        let l = &layers[0];
+        evidence::append(
+            &store,
+            &one.descriptor(),
+            Kind::Attestation,
+            l.desc.clone(),
+            l.bytes.clone(),
+            &|_| false,
+        )
+        .await
+        .unwrap();
+    });
+    let t = trace_json(&env, &[], &[&v1, "--key", "rel.pub"]);
+    let ev = &t["evidence"];
+    assert_eq!(ev["provenance"].as_array().unwrap().len(), 0, "{ev}");
+    let ignored = ev["ignored"].as_array().unwrap();
+    assert_eq!(ignored.len(), 1, "{ev}");
+    assert!(
+        ignored[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("about another digest"),
+        "{ev}"
+    );
+    let out = trace_text(&env, &[], &[&v1, "--key", "rel.pub"]);
+    assert!(
+        !out.contains("verified by") && !out.contains(BUILDER),
+        "{out}"
+    );
+    assert!(out.contains("ignored     layer 0 of"), "{out}");
+    // and by commit: v2's commit does not find v1 through the copied statement
+    let t = trace_json(&env, &[], &[C2, "--repo", "oci:./s", "--key", "rel.pub"]);
+    let found: Vec<&str> = t["digests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, [digest_of(&v2).as_str()]);
+}
