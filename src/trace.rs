@@ -289,19 +289,32 @@ pub struct CommitTrace {
     pub tags_total: usize,
     /// Tags examined.
     pub tags_examined: usize,
-    /// True when there were more tags than [`MAX_TAGS`] and only the first (in name order) were examined.
+    /// True when there were more tags than the cap ([`MAX_TAGS`]) and only the first, in name order, were
+    /// examined.
     pub capped: bool,
     /// The digests built from the commit.
     pub digests: Vec<DigestTrace>,
 }
 
 /// What trace checks against and where it looks for environments.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TraceOptions {
     /// Keys to verify evidence against (none: everything is unverified).
     pub keys: Vec<TrustedKey>,
     /// Deploy target folders whose histories are read.
     pub targets: Vec<PathBuf>,
+    /// Most tags a commit search examines ([`MAX_TAGS`] by default).
+    pub max_tags: usize,
+}
+
+impl Default for TraceOptions {
+    fn default() -> Self {
+        TraceOptions {
+            keys: Vec::new(),
+            targets: Vec::new(),
+            max_tags: MAX_TAGS,
+        }
+    }
 }
 
 /// Checks a COMMIT argument: 40 (or 64, for a SHA-256 repository) hex digits, returned lowercase.
@@ -350,8 +363,8 @@ pub async fn trace_commit(
         tags.sort();
         tags.dedup();
         out.tags_total = tags.len();
-        if tags.len() > MAX_TAGS {
-            tags.truncate(MAX_TAGS);
+        if tags.len() > opts.max_tags {
+            tags.truncate(opts.max_tags);
             out.capped = true;
         }
         out.tags_examined = tags.len();

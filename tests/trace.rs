@@ -590,3 +590,49 @@ fn a_statement_copied_from_another_digest_is_not_listed() {
         .collect();
     assert_eq!(found, [digest_of(&v2).as_str()]);
 }
+
+/// A commit search examines at most the cap of tags, in name order, and says it capped (through the library, with
+/// a cap of 2 instead of 1000).
+#[test]
+fn a_commit_search_says_when_it_capped() {
+    use sealpack::Reference;
+    use sealpack::store::{self, layout::LayoutStore};
+    use sealpack::trace::{MAX_TAGS, TraceOptions, trace_commit};
+
+    let env = Env::new();
+    let mut pinned = Vec::new();
+    for (tag, commit) in [("a", C1), ("b", C2), ("c", C1)] {
+        fs::write(env.path().join("a.txt"), tag).unwrap();
+        let to = format!("oci:./s:{tag}");
+        pinned.push(
+            env.sp(&["push", "a.txt", "--to", &to, "--commit", commit])
+                .ok(),
+        );
+    }
+    assert_eq!(TraceOptions::default().max_tags, MAX_TAGS);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let report = rt.block_on(async {
+        let repo = Reference::parse(&format!("oci:{}", env.p("s"))).unwrap();
+        let store = LayoutStore::open(&env.path().join("s"), false)
+            .await
+            .unwrap();
+        let _ = store::resolve(&store, &repo.with_tag("a")).await.unwrap();
+        let opts = TraceOptions {
+            max_tags: 2,
+            ..TraceOptions::default()
+        };
+        trace_commit(Some((&store, &repo)), C1, &opts)
+            .await
+            .unwrap()
+    });
+    assert!(report.capped);
+    assert_eq!((report.tags_total, report.tags_examined), (3, 2));
+    // only "a" and "b" were examined: C1's "c" is beyond the cap
+    let found: Vec<String> = report
+        .digests
+        .iter()
+        .map(|d| d.digest.to_string())
+        .collect();
+    assert_eq!(found, [digest_of(&pinned[0])]);
+    assert_eq!(report.digests[0].tags, ["a"]);
+}

@@ -36,6 +36,7 @@ pub(super) async fn cmd_trace(ctx: &Ctx, a: TraceArgs) -> Result<()> {
     let opts = TraceOptions {
         keys,
         targets: a.targets.clone(),
+        ..TraceOptions::default()
     };
     if let Some(commit) = trace::parse_commit(&a.what) {
         if a.repo.is_none() && a.targets.is_empty() {
@@ -94,7 +95,7 @@ fn print_commit(ctx: &Ctx, r: &CommitTrace) -> Result<()> {
             if r.capped {
                 format!(
                     " (capped at {}; the rest were not examined)",
-                    trace::MAX_TAGS
+                    r.tags_examined
                 )
             } else {
                 String::new()
@@ -104,8 +105,7 @@ fn print_commit(ctx: &Ctx, r: &CommitTrace) -> Result<()> {
     if r.capped && !ctx.quiet {
         output::note(&format!(
             "note: only the first {} of {} tags were examined",
-            trace::MAX_TAGS,
-            r.tags_total
+            r.tags_examined, r.tags_total
         ));
     }
     if r.digests.is_empty() {
