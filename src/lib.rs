@@ -20,6 +20,7 @@ pub mod provenance;
 pub mod reference;
 pub mod sign;
 pub mod store;
+pub mod trace;
 pub mod verify;
 
 pub use digest::Digest;

@@ -239,6 +239,100 @@ struct Event {
     detail: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct TraceCheck {
+    verified: bool,
+    keys: Vec<String>,
+    key_ids: Vec<String>,
+    claimed_key_ids: Vec<String>,
+    unverified_reason: Option<String>,
+    manifest: String,
+    layer: usize,
+}
+#[derive(Deserialize)]
+struct TraceSbom {
+    #[serde(flatten)]
+    check: TraceCheck,
+    format: String,
+    components: usize,
+}
+#[derive(Deserialize)]
+struct TracePromotion {
+    #[serde(flatten)]
+    check: TraceCheck,
+    from: String,
+    to: String,
+    promoted_at: String,
+    promoted_by: String,
+}
+#[derive(Deserialize)]
+struct TraceDeployment {
+    #[serde(flatten)]
+    check: TraceCheck,
+    environment: String,
+    deployed_at: String,
+    deployed_by: String,
+    target: String,
+}
+#[derive(Deserialize)]
+struct TraceRevocation {
+    #[serde(flatten)]
+    check: TraceCheck,
+    reason: String,
+    revoked_at: String,
+}
+#[derive(Deserialize)]
+struct TraceEvidence {
+    keys: Vec<String>,
+    signatures: Vec<TraceCheck>,
+    provenance: Vec<serde_json::Value>,
+    sboms: Vec<TraceSbom>,
+    promotions: Vec<TracePromotion>,
+    deployments: Vec<TraceDeployment>,
+    revocations: Vec<TraceRevocation>,
+    other: Vec<serde_json::Value>,
+    ignored: Vec<serde_json::Value>,
+}
+#[derive(Deserialize)]
+struct TraceEnvEvent {
+    time: String,
+    action: String,
+    status: String,
+    who: String,
+    commit: Option<String>,
+}
+#[derive(Deserialize)]
+struct TraceEnv {
+    env: String,
+    target: String,
+    current: bool,
+    first: String,
+    last: String,
+    events: Vec<TraceEnvEvent>,
+}
+#[derive(Deserialize)]
+struct Trace {
+    reference: Option<String>,
+    digest: String,
+    media_type: Option<String>,
+    revision: Option<String>,
+    source: Option<String>,
+    version: Option<String>,
+    created: Option<String>,
+    evidence: Option<TraceEvidence>,
+    environments: Vec<TraceEnv>,
+    warnings: Vec<String>,
+}
+#[derive(Deserialize)]
+struct TraceCommit {
+    commit: String,
+    repository: Option<String>,
+    tags_total: usize,
+    tags_examined: usize,
+    capped: bool,
+    digests: Vec<Trace>,
+}
+
 #[test]
 fn every_command_prints_the_documented_shape() {
     let env = Env::new();
@@ -598,4 +692,119 @@ fn every_command_prints_the_documented_shape() {
         rv.predicate_type,
         "https://github.com/sealpack/sealpack/revocation/v1"
     );
+
+    let t: Trace = json(
+        &env,
+        &[
+            "trace",
+            "oci:./s:v1",
+            "--key",
+            "rel.pub",
+            "--target",
+            "stg",
+            "--target",
+            "prod",
+        ],
+    );
+    assert_eq!(
+        (
+            t.reference.as_deref(),
+            t.digest.as_str(),
+            t.revision.as_deref(),
+            t.version.as_deref()
+        ),
+        (
+            Some(p.reference.as_str()),
+            p.digest.as_str(),
+            Some(commit),
+            Some("v1")
+        )
+    );
+    assert!(
+        t.media_type.is_some()
+            && t.created.is_none()
+            && t.source.is_none()
+            && t.warnings.is_empty()
+    );
+    let ev = t.evidence.unwrap();
+    assert_eq!(ev.keys, ["rel.pub"]);
+    assert_eq!(
+        (
+            ev.signatures.len(),
+            ev.sboms.len(),
+            ev.promotions.len(),
+            ev.deployments.len()
+        ),
+        (1, 1, 1, 1)
+    );
+    assert!(
+        ev.provenance.is_empty()
+            && ev.revocations.is_empty()
+            && ev.other.is_empty()
+            && ev.ignored.is_empty()
+    );
+    let s0 = &ev.signatures[0];
+    assert!(
+        s0.verified
+            && s0.keys == ["rel.pub"]
+            && s0.key_ids == [k.key_id.clone()]
+            && s0.claimed_key_ids.is_empty()
+    );
+    assert!(s0.unverified_reason.is_none() && s0.manifest.starts_with("sha256:") && s0.layer == 0);
+    assert_eq!(
+        (ev.sboms[0].format.as_str(), ev.sboms[0].check.verified),
+        ("cyclonedx", true)
+    );
+    assert!(ev.sboms[0].components >= 1);
+    let pr0 = &ev.promotions[0];
+    assert_eq!(
+        (pr0.from.as_str(), pr0.to.as_str()),
+        ("staging", "production")
+    );
+    assert!(
+        pr0.check.claimed_key_ids == [k.key_id.clone()]
+            && !pr0.promoted_at.is_empty()
+            && !pr0.promoted_by.is_empty()
+    );
+    let d0 = &ev.deployments[0];
+    assert!(
+        d0.check.verified
+            && d0.environment == "staging"
+            && !d0.deployed_at.is_empty()
+            && !d0.deployed_by.is_empty()
+            && !d0.target.is_empty()
+    );
+    let envs: Vec<(&str, bool)> = t
+        .environments
+        .iter()
+        .map(|e| (e.env.as_str(), e.current))
+        .collect();
+    assert_eq!(envs, [("staging", true), ("production", true)]);
+    let e0 = &t.environments[0];
+    assert!(e0.target.ends_with("stg") && e0.first <= e0.last && e0.events.len() >= 2);
+    assert!(e0.events.iter().all(|e| !e.time.is_empty()
+        && !e.action.is_empty()
+        && !e.status.is_empty()
+        && !e.who.is_empty()
+        && e.commit.as_deref() == Some(commit)));
+    let t: Trace = json(&env, &["trace", "oci:./s:v2", "--key", "rel.pub"]);
+    let rv0 = &t.evidence.unwrap().revocations[0];
+    assert!(rv0.check.verified && rv0.reason == "bad build" && !rv0.revoked_at.is_empty());
+    let tc: TraceCommit = json(
+        &env,
+        &["trace", commit, "--repo", "oci:./s", "--target", "prod"],
+    );
+    assert_eq!(
+        (
+            tc.commit.as_str(),
+            tc.repository.as_deref(),
+            tc.tags_total,
+            tc.tags_examined,
+            tc.capped
+        ),
+        (commit, Some("oci:./s"), 2, 2, false)
+    );
+    let found: Vec<&str> = tc.digests.iter().map(|d| d.digest.as_str()).collect();
+    assert_eq!(found.len(), 2, "v1 and v2 were both pushed with the commit");
+    assert!(found.contains(&p.digest.as_str()));
 }

@@ -7,6 +7,7 @@ mod deploy;
 mod docs;
 mod output;
 mod password;
+mod trace;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -95,6 +96,8 @@ pub enum Command {
     Rollback(deploy::RollbackArgs),
     /// What ran where, when, from which commit (newest first)
     History(deploy::HistoryArgs),
+    /// The audit view: a digest's commit, builder, evidence and environments, or a commit's digests
+    Trace(trace::TraceArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(docs::CompletionsArgs),
     /// Print the man page, or write every command's page (roff or Markdown) into a folder
@@ -391,6 +394,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Promote(a) => deploy::cmd_promote(&ctx, a).await,
         Command::Rollback(a) => deploy::cmd_rollback(&ctx, a).await,
         Command::History(a) => deploy::cmd_history(&ctx, a),
+        Command::Trace(a) => trace::cmd_trace(&ctx, a).await,
         Command::Completions(a) => docs::cmd_completions(a),
         Command::Man(a) => docs::cmd_man(a),
     }

@@ -116,7 +116,7 @@ fn denial(subject: String, headline: String, rejected: &[RejectedSignature]) -> 
 }
 
 /// Checks one signature layer against the keys. Returns the key index and the parsed payload, or why not.
-fn check_layer(
+pub(crate) fn check_layer(
     payload: &[u8],
     signature_b64: Option<&str>,
     keys: &[TrustedKey],
@@ -282,7 +282,7 @@ pub struct AttestationReport {
 
 /// Checks one envelope: signature first (over the PAE of the exact bytes), then the in-toto payload type, the
 /// statement, the predicate type and the subject binding.
-fn check_envelope(
+pub(crate) fn check_envelope(
     bytes: &[u8],
     keys: &[TrustedKey],
     digest: &Digest,
