@@ -156,22 +156,10 @@ fn story_deploy_rollback_promote_history_on_the_registry() {
 
     // promote what staging runs to production: the identical digest, a signed promotion statement, deployed
     let r = env.sp(&[
-        "--plain-http",
-        "promote",
-        &repo,
-        "--from",
-        "staging",
-        "--to",
-        "production",
-        "--from-target",
-        "stg",
-        "--target",
-        "prod",
-        "--key",
-        "rel.pub",
-        "--sign-key",
-        "rel.key",
-    ]);
+        &["--plain-http", "promote", &repo][..],
+        &common::cli::PROMOTE_STG_TO_PROD[..],
+    ]
+    .concat());
     assert_eq!(r.ok(), v1);
     let prod = env.path().join("prod");
     assert_eq!(current(&prod), current(&stg));

@@ -592,21 +592,10 @@ fn every_command_prints_the_documented_shape() {
     let pr: Promote = json(
         &env,
         &[
-            "promote",
-            "oci:./s",
-            "--from",
-            "staging",
-            "--to",
-            "production",
-            "--from-target",
-            "stg",
-            "--target",
-            "prod",
-            "--key",
-            "rel.pub",
-            "--sign-key",
-            "rel.key",
-        ],
+            &["promote", "oci:./s"][..],
+            &common::cli::PROMOTE_STG_TO_PROD[..],
+        ]
+        .concat(),
     );
     assert_eq!(
         (pr.from.as_str(), pr.to.as_str(), pr.digest.as_str()),

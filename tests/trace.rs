@@ -115,21 +115,10 @@ fn story(env: &Env, flags: &[&str], repo: &str) -> Story {
         env,
         flags,
         &[
-            "promote",
-            repo,
-            "--from",
-            "staging",
-            "--to",
-            "production",
-            "--from-target",
-            "stg",
-            "--target",
-            "prod",
-            "--key",
-            "rel.pub",
-            "--sign-key",
-            "rel.key",
-        ],
+            &["promote", repo][..],
+            &common::cli::PROMOTE_STG_TO_PROD[..],
+        ]
+        .concat(),
     )
     .ok();
     assert_eq!(promoted, v1);

@@ -235,3 +235,20 @@ pub fn write_layout_artifact(
             .unwrap();
     });
 }
+
+/// `promote REPO` + these: staging (target folder `stg`) to production (target folder `prod`), gated and signed
+/// with the `rel` key pair, as the deploy stories run it.
+pub const PROMOTE_STG_TO_PROD: [&str; 12] = [
+    "--from",
+    "staging",
+    "--to",
+    "production",
+    "--from-target",
+    "stg",
+    "--target",
+    "prod",
+    "--key",
+    "rel.pub",
+    "--sign-key",
+    "rel.key",
+];
