@@ -5,6 +5,7 @@ mod attest;
 mod copy;
 mod deploy;
 mod docs;
+mod gc;
 mod output;
 mod password;
 
@@ -95,6 +96,8 @@ pub enum Command {
     Rollback(deploy::RollbackArgs),
     /// What ran where, when, from which commit (newest first)
     History(deploy::HistoryArgs),
+    /// Delete all but the N newest digests of a repository, never a released, deployed or promoted one
+    Gc(gc::GcArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(docs::CompletionsArgs),
     /// Print the man page, or write every command's page (roff or Markdown) into a folder
@@ -391,6 +394,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Promote(a) => deploy::cmd_promote(&ctx, a).await,
         Command::Rollback(a) => deploy::cmd_rollback(&ctx, a).await,
         Command::History(a) => deploy::cmd_history(&ctx, a),
+        Command::Gc(a) => gc::cmd_gc(&ctx, a).await,
         Command::Completions(a) => docs::cmd_completions(a),
         Command::Man(a) => docs::cmd_man(a),
     }
