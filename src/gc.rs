@@ -210,10 +210,14 @@ pub async fn gc(store: &dyn Store, opts: &GcOptions) -> Result<GcReport> {
         futures_util::stream::iter(tags.into_iter().map(|t| {
             let repo = repo.clone();
             async move {
+                let what = match evidence_subject(&t) {
+                    Some(subject) => format!("the evidence of {repo}@{subject} (tag {t})"),
+                    None => format!("{repo}:{t}"),
+                };
                 let m = store
                     .fetch_manifest(ManifestRef::Tag(&t))
                     .await
-                    .map_err(not_checked(format!("{repo}:{t}")))?;
+                    .map_err(not_checked(what))?;
                 Ok::<_, Error>((t, m))
             }
         }))
