@@ -508,6 +508,132 @@ pub async fn gc(store: &dyn Store, opts: &GcOptions) -> Result<GcReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oci::{Descriptor, ImageIndex, ImageManifest, media};
+    use crate::store::layout::LayoutStore;
+    use crate::store::{BlobSource, no_progress};
+
+    async fn put(store: &LayoutStore, bytes: &[u8], media_type: &str) -> Descriptor {
+        let d = Descriptor::new(media_type, Digest::of(bytes), bytes.len() as u64);
+        store
+            .put_blob(&d, BlobSource::Bytes(bytes.to_vec().into()), &no_progress)
+            .await
+            .unwrap();
+        d
+    }
+
+    async fn image(
+        store: &LayoutStore,
+        content: &[u8],
+        created: &str,
+        tag: Option<&str>,
+    ) -> RawManifest {
+        put(store, b"{}", media::EMPTY_JSON).await;
+        let layer = put(store, content, media::OCTET_STREAM).await;
+        let m = ImageManifest {
+            schema_version: 2,
+            media_type: Some(media::OCI_MANIFEST.into()),
+            artifact_type: None,
+            config: Descriptor::empty_json(),
+            layers: vec![layer],
+            subject: None,
+            annotations: Some(BTreeMap::from([(
+                annotations::CREATED.to_string(),
+                created.to_string(),
+            )])),
+        };
+        let raw = RawManifest::from_image(&m).unwrap();
+        store.put_manifest(&raw, tag).await.unwrap();
+        raw
+    }
+
+    #[tokio::test]
+    async fn an_index_goes_with_its_children_unless_one_of_them_is_protected() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("l");
+        let store = LayoutStore::open(&root, true).await.unwrap();
+        let amd = image(&store, b"amd64 bits", "2026-01-01T00:00:00Z", None).await;
+        let arm = image(&store, b"arm64 bits", "2026-01-01T00:00:00Z", None).await;
+        let index = ImageIndex {
+            schema_version: 2,
+            media_type: Some(media::OCI_INDEX.into()),
+            artifact_type: None,
+            manifests: vec![amd.descriptor(), arm.descriptor()],
+            subject: None,
+            annotations: Some(BTreeMap::from([(
+                annotations::CREATED.to_string(),
+                "2026-01-01T00:00:00Z".to_string(),
+            )])),
+        };
+        let index =
+            RawManifest::new(media::OCI_INDEX, serde_json::to_vec(&index).unwrap()).unwrap();
+        store.put_manifest(&index, Some("multi")).await.unwrap();
+        image(&store, b"newer", "2026-01-02T00:00:00Z", Some("new")).await;
+        // a signature on one child (not verified: any protects)
+        let sig = put(
+            &store,
+            b"not even a payload",
+            Kind::Signature.layer_media_type(),
+        )
+        .await;
+        let appended = evidence::append(
+            &store,
+            &arm.descriptor(),
+            Kind::Signature,
+            sig,
+            b"not even a payload".to_vec().into(),
+            &|_| false,
+        )
+        .await
+        .unwrap();
+        let opts = GcOptions {
+            keep: 1,
+            dry_run: true,
+            targets: Vec::new(),
+        };
+        let r = gc(&store, &opts).await.unwrap();
+        let multi = r.entries.iter().find(|e| e.tags == ["multi"]).unwrap();
+        assert_eq!(multi.action, Action::Keep, "{multi:?}");
+        assert!(
+            multi
+                .reasons
+                .iter()
+                .any(|x| x == &format!("child {} is released (signature)", arm.digest())),
+            "{multi:?}"
+        );
+
+        // without the signature the index goes, with both children, and their blobs
+        store.delete_manifest(&appended.manifest).await.unwrap();
+        let r = gc(&store, &opts).await.unwrap();
+        let multi = r.entries.iter().find(|e| e.tags == ["multi"]).unwrap();
+        assert_eq!(multi.action, Action::Delete, "{multi:?}");
+        assert_eq!(multi.children.len(), 2);
+        let r = gc(
+            &store,
+            &GcOptions {
+                dry_run: false,
+                ..opts.clone()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.deleted_manifests, 3, "the index and its two children");
+        let blobs = root.join("blobs/sha256");
+        for gone in [
+            index.digest(),
+            amd.digest(),
+            arm.digest(),
+            Digest::of(b"amd64 bits"),
+        ] {
+            assert!(!blobs.join(gone.hex()).exists(), "{gone}");
+        }
+        assert!(
+            blobs
+                .join(crate::digest::empty_json_digest().hex())
+                .exists()
+        );
+        assert!(blobs.join(Digest::of(b"newer").hex()).exists());
+        assert_eq!(store.list_tags().await.unwrap(), ["new"]);
+    }
 
     #[test]
     fn evidence_tags_are_recognised() {
