@@ -1485,6 +1485,14 @@ impl Store for RegistryStore {
     }
 
     async fn delete_manifest(&self, digest: &Digest) -> Result<()> {
+        // token registries grant DELETE under its own action: a 401 re-authenticates asking for it too
+        let scope = format!("repository:{}:delete", self.repository);
+        {
+            let mut scopes = self.extra_scopes.lock().expect("scope lock");
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
         let url = format!("{}/manifests/{digest}", self.base());
         let resp = self.send(self.req(Method::DELETE, url.clone())).await?;
         match resp.status() {
