@@ -484,6 +484,30 @@ pub async fn gc(store: &dyn Store, opts: &GcOptions) -> Result<GcReport> {
     // the subject first (its tags go with it), then what hung on it: a failure midway leaves at worst
     // unreferenced evidence, never a kept digest without its signature
     for (subject, kids, ev) in &plan {
+        // looked at again just before: a digest signed or promoted since the plan was made stays
+        let mut late = Vec::new();
+        for d in std::iter::once(subject).chain(kids) {
+            late.extend(
+                protection(store, d, false)
+                    .await
+                    .map_err(not_checked(format!(
+                        "the evidence of {}@{d}",
+                        report.repository
+                    )))?,
+            );
+        }
+        if !late.is_empty() {
+            if let Some(e) = report.entries.iter_mut().find(|e| e.digest == *subject) {
+                e.action = Action::Keep;
+                e.reasons = late
+                    .into_iter()
+                    .map(|r| format!("{r}, since the plan"))
+                    .collect();
+                e.evidence.clear();
+                e.children.clear();
+            }
+            continue;
+        }
         for d in std::iter::once(subject).chain(kids).chain(ev) {
             store.delete_manifest(d).await.map_err(|e| {
                 if report.deleted_manifests == 0 {
@@ -633,6 +657,99 @@ mod tests {
         );
         assert!(blobs.join(Digest::of(b"newer").hex()).exists());
         assert_eq!(store.list_tags().await.unwrap(), ["new"]);
+    }
+
+    /// A layout that signs `victim` (through `append`) on the second referrers query about it: after the plan's
+    /// evidence read, before the deletion.
+    struct SignsLate {
+        inner: LayoutStore,
+        victim: Descriptor,
+        asked: std::sync::atomic::AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for SignsLate {
+        fn name(&self) -> String {
+            self.inner.name()
+        }
+        async fn fetch_manifest(&self, r: ManifestRef<'_>) -> Result<Option<RawManifest>> {
+            self.inner.fetch_manifest(r).await
+        }
+        async fn put_manifest(&self, m: &RawManifest, tag: Option<&str>) -> Result<()> {
+            self.inner.put_manifest(m, tag).await
+        }
+        async fn blob_exists(&self, d: &Digest) -> Result<bool> {
+            self.inner.blob_exists(d).await
+        }
+        async fn get_blob(&self, d: &Descriptor) -> Result<crate::store::FetchedBlob> {
+            self.inner.get_blob(d).await
+        }
+        async fn put_blob(
+            &self,
+            d: &Descriptor,
+            src: BlobSource<'_>,
+            p: crate::store::Progress<'_>,
+        ) -> Result<()> {
+            self.inner.put_blob(d, src, p).await
+        }
+        async fn referrers(&self, subject: &Digest, t: &str) -> Result<Option<Vec<Descriptor>>> {
+            if *subject == self.victim.digest
+                && self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1
+            {
+                let sig = put(&self.inner, b"late", Kind::Signature.layer_media_type()).await;
+                evidence::append(
+                    &self.inner,
+                    &self.victim,
+                    Kind::Signature,
+                    sig,
+                    b"late".to_vec().into(),
+                    &|_| false,
+                )
+                .await?;
+            }
+            self.inner.referrers(subject, t).await
+        }
+        async fn list_tags(&self) -> Result<Vec<String>> {
+            self.inner.list_tags().await
+        }
+        async fn delete_manifest(&self, d: &Digest) -> Result<()> {
+            self.inner.delete_manifest(d).await
+        }
+        async fn remove_unreachable_blobs(&self) -> Result<Option<Swept>> {
+            self.inner.remove_unreachable_blobs().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_digest_signed_after_the_plan_is_not_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("l");
+        let inner = LayoutStore::open(&root, true).await.unwrap();
+        let old = image(&inner, b"old", "2026-01-01T00:00:00Z", Some("old")).await;
+        image(&inner, b"new", "2026-01-02T00:00:00Z", Some("new")).await;
+        let store = SignsLate {
+            inner,
+            victim: old.descriptor(),
+            asked: 0.into(),
+        };
+        let opts = GcOptions {
+            keep: 1,
+            dry_run: false,
+            targets: Vec::new(),
+        };
+        let r = gc(&store, &opts).await.unwrap();
+        assert_eq!(
+            store.asked.load(std::sync::atomic::Ordering::SeqCst),
+            3,
+            "plan, evidence list, re-check"
+        );
+        let e = r.entries.iter().find(|e| e.tags == ["old"]).unwrap();
+        assert_eq!(e.action, Action::Keep, "{e:?}");
+        assert_eq!(e.reasons, ["released (signature), since the plan"]);
+        assert_eq!(r.deleted_manifests, 0);
+        let tags = store.list_tags().await.unwrap();
+        assert!(tags.contains(&"old".to_string()), "{tags:?}");
+        assert!(root.join("blobs/sha256").join(old.digest().hex()).exists());
     }
 
     #[test]
