@@ -205,6 +205,15 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// `gc` could not tell whether a digest is protected (its manifest or evidence could not be read), so it
+    /// deleted nothing: "could not check" never becomes "safe to delete".
+    #[error("could not check {what}: {cause}; nothing was deleted")]
+    NotChecked {
+        /// The digest (or tag) that could not be checked.
+        what: String,
+        /// What went wrong.
+        cause: Box<Error>,
+    },
 }
 
 impl Error {
@@ -235,6 +244,7 @@ impl Error {
             | Error::Locked { .. }
             | Error::HealthCheck { .. }
             | Error::Unsupported { .. } => ErrorKind::Operational,
+            Error::NotChecked { .. } => ErrorKind::Operational,
         }
     }
 
@@ -272,6 +282,7 @@ impl Error {
             Error::Registry { status: 401 | 403, .. } => {
                 Some("the registry refused these credentials for this repository".into())
             }
+            Error::NotChecked { cause, .. } => cause.hint(),
             _ => None,
         }
     }

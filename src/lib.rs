@@ -14,6 +14,7 @@ pub mod deploy;
 pub mod digest;
 pub mod error;
 pub mod formats;
+pub mod gc;
 pub mod keys;
 pub mod oci;
 pub mod provenance;

@@ -797,3 +797,81 @@ fn every_command_prints_the_documented_shape() {
     assert_eq!(found.len(), 2, "v1 and v2 were both pushed with the commit");
     assert!(found.contains(&p.digest.as_str()));
 }
+
+#[derive(Deserialize)]
+struct Gc {
+    repository: String,
+    keep: usize,
+    dry_run: bool,
+    entries: Vec<GcEntry>,
+    deleted_manifests: usize,
+    blobs_removed: Option<GcSwept>,
+}
+
+#[derive(Deserialize)]
+struct GcEntry {
+    digest: String,
+    tags: Vec<String>,
+    action: String,
+    reasons: Vec<String>,
+    created: Option<String>,
+    #[serde(default)]
+    evidence: Vec<String>,
+    #[serde(default)]
+    children: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct GcSwept {
+    blobs: u64,
+    bytes: u64,
+}
+
+#[test]
+fn gc_prints_the_documented_shape() {
+    let env = Env::new();
+    let commit = "1111111111111111111111111111111111111111";
+    for v in ["v1", "v2"] {
+        std::fs::create_dir_all(env.path().join(v)).unwrap();
+        std::fs::write(env.path().join(v).join("f"), v).unwrap();
+        let created = if v == "v1" {
+            "2026-01-01T00:00:00Z"
+        } else {
+            "2026-01-02T00:00:00Z"
+        };
+        env.sp(&[
+            "push",
+            v,
+            "--to",
+            &format!("oci:./s:{v}"),
+            "--commit",
+            commit,
+            "--created",
+            created,
+        ])
+        .ok();
+    }
+    let plan: Gc = json(&env, &["gc", "oci:./s", "--keep", "1", "--dry-run"]);
+    assert!(plan.dry_run && plan.keep == 1 && plan.repository == "oci:./s");
+    assert_eq!(
+        (plan.deleted_manifests, plan.blobs_removed.is_none()),
+        (0, true)
+    );
+    let actions: Vec<(&str, &str)> = plan
+        .entries
+        .iter()
+        .map(|e| (e.tags[0].as_str(), e.action.as_str()))
+        .collect();
+    assert_eq!(actions, [("v2", "keep"), ("v1", "delete")]);
+    let e = &plan.entries[1];
+    assert!(e.digest.starts_with("sha256:") && e.reasons.len() == 1);
+    assert_eq!(e.created.as_deref(), Some("2026-01-01T00:00:00Z"));
+    assert!(e.evidence.is_empty() && e.children.is_empty());
+    let done: Gc = json(&env, &["gc", "oci:./s", "--keep", "1"]);
+    assert!(!done.dry_run && done.deleted_manifests == 1);
+    let swept = done.blobs_removed.unwrap();
+    assert!(
+        swept.blobs == 2 && swept.bytes > 0,
+        "v1's manifest and layer"
+    );
+}

@@ -5,6 +5,7 @@ mod attest;
 mod copy;
 mod deploy;
 mod docs;
+mod gc;
 mod output;
 mod password;
 mod trace;
@@ -98,6 +99,8 @@ pub enum Command {
     History(deploy::HistoryArgs),
     /// The audit view: a digest's commit, builder, evidence and environments, or a commit's digests
     Trace(trace::TraceArgs),
+    /// Delete all but the N newest digests of a repository, never a released, deployed or promoted one
+    Gc(gc::GcArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(docs::CompletionsArgs),
     /// Print the man page, or write every command's page (roff or Markdown) into a folder
@@ -395,6 +398,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Rollback(a) => deploy::cmd_rollback(&ctx, a).await,
         Command::History(a) => deploy::cmd_history(&ctx, a),
         Command::Trace(a) => trace::cmd_trace(&ctx, a).await,
+        Command::Gc(a) => gc::cmd_gc(&ctx, a).await,
         Command::Completions(a) => docs::cmd_completions(a),
         Command::Man(a) => docs::cmd_man(a),
     }

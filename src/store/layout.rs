@@ -181,7 +181,8 @@ impl LayoutStore {
         Ok(first)
     }
 
-    fn set_tag(&self, desc: &Descriptor, tag: &str) -> Result<()> {
+    /// Runs `f` holding the exclusive lock on `index.json.lock` (the lock every writer of index.json takes).
+    fn locked<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let lock_path = self.root.join("index.json.lock");
         let lock = std::fs::OpenOptions::new()
             .create(true)
@@ -191,6 +192,104 @@ impl LayoutStore {
             .map_err(|e| Error::io("opening", &lock_path, e))?;
         lock.lock()
             .map_err(|e| Error::io("locking", &lock_path, e))?;
+        let r = f();
+        let _ = lock.unlock();
+        r
+    }
+
+    /// Removes every index.json entry for `digest` (all its tags), under the lock.
+    fn untag_digest(&self, digest: &Digest) -> Result<()> {
+        self.locked(|| {
+            let mut idx = self.read_index()?;
+            let before = idx.manifests.len();
+            idx.manifests.retain(|d| d.digest != *digest);
+            if idx.manifests.len() == before {
+                return Ok(());
+            }
+            let bytes = serde_json::to_vec(&idx).expect("index serialisation cannot fail");
+            write_atomic(&self.index_path(), &bytes)
+        })
+    }
+
+    /// Every blob reachable from index.json: each entry, and for manifests and indexes what they name (config,
+    /// layers, child manifests, recursively). Subjects are not followed (a referrer does not keep its subject).
+    /// A reachable manifest that cannot be read or parsed is an error: reachability is then unknown.
+    fn reachable(&self) -> Result<std::collections::BTreeSet<Digest>> {
+        use crate::oci::Manifest;
+        let idx = self.read_index()?;
+        let mut marked = std::collections::BTreeSet::new();
+        // (descriptor, whether it stands where a manifest belongs: an index.json entry or an index's child)
+        let mut todo: Vec<(Descriptor, bool)> =
+            idx.manifests.into_iter().map(|d| (d, true)).collect();
+        while let Some((desc, manifest_position)) = todo.pop() {
+            if !marked.insert(desc.digest) {
+                continue;
+            }
+            if !manifest_position {
+                continue;
+            }
+            if !is_manifest_type(&desc.media_type) {
+                return Err(Error::Unsupported {
+                    what: self.name_of(format!("@{}", desc.digest)),
+                    reason: format!(
+                        "media type {:?} is not a manifest or index sealpack can read, so what it reaches is \
+                         unknown; no blob was removed",
+                        desc.media_type
+                    ),
+                });
+            }
+            let Some(raw) = self.read_manifest_blob(&desc)? else {
+                continue; // a dangling entry: nothing below it to keep
+            };
+            match raw.parse()? {
+                Manifest::Image(m) => {
+                    todo.push((m.config, false));
+                    todo.extend(m.layers.into_iter().map(|l| (l, false)));
+                }
+                Manifest::Index(i) => todo.extend(i.manifests.into_iter().map(|c| (c, true))),
+            }
+        }
+        Ok(marked)
+    }
+
+    /// Deletes the files of `blobs/sha256/` that [`LayoutStore::reachable`] does not reach, under the lock.
+    /// Temporary files (`.tmp-*`, uploads in progress) and names that are not a sha256 hex are left alone.
+    fn sweep(&self) -> Result<super::Swept> {
+        self.locked(|| {
+            let keep = self.reachable()?;
+            let dir = self.root.join("blobs/sha256");
+            let mut swept = super::Swept::default();
+            let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("reading", &dir, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::io("reading", &dir, e))?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let Ok(digest) = Digest::parse(&format!("sha256:{name}")) else {
+                    continue;
+                };
+                if keep.contains(&digest) {
+                    continue;
+                }
+                let path = entry.path();
+                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {
+                        swept.blobs += 1;
+                        swept.bytes += size;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("removing", path, e)),
+                }
+            }
+            Ok(swept)
+        })
+    }
+
+    fn set_tag(&self, desc: &Descriptor, tag: &str) -> Result<()> {
+        self.locked(|| self.set_tag_locked(desc, tag))
+    }
+
+    fn set_tag_locked(&self, desc: &Descriptor, tag: &str) -> Result<()> {
         let mut idx = self.read_index()?;
         idx.manifests
             .retain(|d| d.annotation(annotations::REF_NAME) != Some(tag));
@@ -204,14 +303,25 @@ impl LayoutStore {
             idx.media_type = Some(media::OCI_INDEX.into());
         }
         let bytes = serde_json::to_vec(&idx).expect("index serialisation cannot fail");
-        let r = write_atomic(&self.index_path(), &bytes);
-        let _ = lock.unlock();
-        r
+        write_atomic(&self.index_path(), &bytes)
+    }
+
+    /// A second handle on the same folder, for blocking work on another thread.
+    fn handle(&self) -> LayoutStore {
+        LayoutStore {
+            root: self.root.clone(),
+            pending_create: false.into(),
+        }
     }
 
     fn name_of(&self, r: impl std::fmt::Display) -> String {
         format!("oci:{}{r}", self.root.display())
     }
+}
+
+/// Whether a descriptor's media type names a manifest or index (whose content names further blobs).
+fn is_manifest_type(media_type: &str) -> bool {
+    media::MANIFEST_ACCEPT.contains(&media_type)
 }
 
 fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>> {
@@ -389,6 +499,28 @@ impl Store for LayoutStore {
             .persist(&dest)
             .map_err(|e| Error::io("renaming into place", &dest, e.error))?;
         Ok(())
+    }
+
+    async fn delete_manifest(&self, digest: &Digest) -> Result<()> {
+        if self.is_pending() {
+            return Ok(());
+        }
+        let this = self.handle();
+        let digest = *digest;
+        tokio::task::spawn_blocking(move || this.untag_digest(&digest))
+            .await
+            .expect("untag task panicked")
+    }
+
+    async fn remove_unreachable_blobs(&self) -> Result<Option<super::Swept>> {
+        if self.is_pending() {
+            return Ok(Some(super::Swept::default()));
+        }
+        let this = self.handle();
+        tokio::task::spawn_blocking(move || this.sweep())
+            .await
+            .expect("sweep task panicked")
+            .map(Some)
     }
 
     async fn list_tags(&self) -> Result<Vec<String>> {

@@ -133,6 +133,33 @@ pub trait Store: Send + Sync {
 
     /// All tags.
     async fn list_tags(&self) -> Result<Vec<String>>;
+
+    /// Deletes the manifest `digest` and every tag pointing at it (`gc`). A manifest already gone is not an
+    /// error. The default refuses: a store must say how it deletes.
+    async fn delete_manifest(&self, digest: &Digest) -> Result<()> {
+        Err(Error::Unsupported {
+            what: format!("{}@{digest}", self.name()),
+            reason: "this store cannot delete manifests".into(),
+        })
+    }
+
+    /// Removes the blobs no remaining manifest reaches, after [`Store::delete_manifest`]. `Ok(None)` when the
+    /// store leaves that to its own garbage collection (a registry). The default refuses.
+    async fn remove_unreachable_blobs(&self) -> Result<Option<Swept>> {
+        Err(Error::Unsupported {
+            what: self.name(),
+            reason: "this store cannot remove blobs".into(),
+        })
+    }
+}
+
+/// What [`Store::remove_unreachable_blobs`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Swept {
+    /// Blobs removed.
+    pub blobs: u64,
+    /// Their bytes.
+    pub bytes: u64,
 }
 
 /// An upload session opened before the blob's digest is known (see [`Store::begin_upload`]). Nothing becomes a

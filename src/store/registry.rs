@@ -1484,6 +1484,49 @@ impl Store for RegistryStore {
         ))
     }
 
+    async fn delete_manifest(&self, digest: &Digest) -> Result<()> {
+        // token registries grant DELETE under its own action: a 401 re-authenticates asking for it too
+        let scope = format!("repository:{}:delete", self.repository);
+        {
+            let mut scopes = self.extra_scopes.lock().expect("scope lock");
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+        let url = format!("{}/manifests/{digest}", self.base());
+        let resp = self.send(self.req(Method::DELETE, url.clone())).await?;
+        match resp.status() {
+            s if s.is_success() => Ok(()),
+            // already gone (another gc, or the registry untagged it): nothing to do
+            StatusCode::NOT_FOUND => Ok(()),
+            StatusCode::METHOD_NOT_ALLOWED => Err(Error::Unsupported {
+                what: format!("DELETE {url}"),
+                reason: "the registry refuses to delete manifests (HTTP 405); a distribution registry needs \
+                         storage.delete.enabled: true (REGISTRY_STORAGE_DELETE_ENABLED=true)"
+                    .into(),
+            }),
+            _ => {
+                let e = self.status_error(&Method::DELETE, &url, resp).await;
+                match e {
+                    Error::Registry { code: Some(c), .. } if c == "UNSUPPORTED" => {
+                        Err(Error::Unsupported {
+                            what: format!("DELETE {url}"),
+                            reason: "the registry answered UNSUPPORTED; a distribution registry needs \
+                                     storage.delete.enabled: true (REGISTRY_STORAGE_DELETE_ENABLED=true)"
+                                .into(),
+                        })
+                    }
+                    e => Err(e),
+                }
+            }
+        }
+    }
+
+    async fn remove_unreachable_blobs(&self) -> Result<Option<super::Swept>> {
+        // blobs are the registry's own garbage collection's business (`registry garbage-collect`)
+        Ok(None)
+    }
+
     async fn list_tags(&self) -> Result<Vec<String>> {
         let mut tags = Vec::new();
         let mut next = Some(format!("{}/tags/list?n=1000", self.base()));
