@@ -41,6 +41,8 @@ pub struct GcOptions {
     pub dry_run: bool,
     /// Deploy target folders whose deployed digests are kept.
     pub targets: Vec<PathBuf>,
+    /// Unreached layout blobs written or reused this recently stay (a push may be between its blobs and its tag).
+    pub grace: std::time::Duration,
 }
 
 /// What happens to a digest.
@@ -525,7 +527,7 @@ pub async fn gc(store: &dyn Store, opts: &GcOptions) -> Result<GcReport> {
             report.deleted_manifests += 1;
         }
     }
-    report.blobs_removed = store.remove_unreachable_blobs().await?;
+    report.blobs_removed = store.remove_unreachable_blobs(opts.grace).await?;
     Ok(report)
 }
 
@@ -613,6 +615,7 @@ mod tests {
             keep: 1,
             dry_run: true,
             targets: Vec::new(),
+            grace: std::time::Duration::ZERO,
         };
         let r = gc(&store, &opts).await.unwrap();
         let multi = r.entries.iter().find(|e| e.tags == ["multi"]).unwrap();
@@ -715,8 +718,11 @@ mod tests {
         async fn delete_manifest(&self, d: &Digest) -> Result<()> {
             self.inner.delete_manifest(d).await
         }
-        async fn remove_unreachable_blobs(&self) -> Result<Option<Swept>> {
-            self.inner.remove_unreachable_blobs().await
+        async fn remove_unreachable_blobs(
+            &self,
+            grace: std::time::Duration,
+        ) -> Result<Option<Swept>> {
+            self.inner.remove_unreachable_blobs(grace).await
         }
     }
 
@@ -736,6 +742,7 @@ mod tests {
             keep: 1,
             dry_run: false,
             targets: Vec::new(),
+            grace: std::time::Duration::ZERO,
         };
         let r = gc(&store, &opts).await.unwrap();
         assert_eq!(

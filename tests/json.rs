@@ -825,6 +825,7 @@ struct GcEntry {
 struct GcSwept {
     blobs: u64,
     bytes: u64,
+    recent: u64,
 }
 
 #[test]
@@ -867,11 +868,11 @@ fn gc_prints_the_documented_shape() {
     assert!(e.digest.starts_with("sha256:") && e.reasons.len() == 1);
     assert_eq!(e.created.as_deref(), Some("2026-01-01T00:00:00Z"));
     assert!(e.evidence.is_empty() && e.children.is_empty());
-    let done: Gc = json(&env, &["gc", "oci:./s", "--keep", "1"]);
+    let done: Gc = json(&env, &["gc", "oci:./s", "--keep", "1", "--grace", "0s"]);
     assert!(!done.dry_run && done.deleted_manifests == 1);
     let swept = done.blobs_removed.unwrap();
     assert!(
-        swept.blobs == 2 && swept.bytes > 0,
+        swept.blobs == 2 && swept.bytes > 0 && swept.recent == 0,
         "v1's manifest and layer"
     );
 }

@@ -23,6 +23,10 @@ pub struct GcArgs {
     /// A deploy target folder whose deployed digests (history, current, releases) are kept; may be repeated
     #[arg(long = "target", value_name = "DIR")]
     pub targets: Vec<PathBuf>,
+    /// Layout only: an unreached blob written or reused within this time stays (a push may not have tagged it
+    /// yet), e.g. 30m, 2h, 0s
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub grace: String,
 }
 
 pub(super) async fn cmd_gc(ctx: &Ctx, a: GcArgs) -> Result<()> {
@@ -39,10 +43,18 @@ pub(super) async fn cmd_gc(ctx: &Ctx, a: GcArgs) -> Result<()> {
     // a registry needs push (delete) access; a layout must already exist
     let for_push = matches!(reference, Reference::Registry(_));
     let store = store::open(&reference, &ctx.store_opts, for_push).await?;
+    let grace = store::retry::parse_duration(&a.grace).ok_or_else(|| {
+        Error::usage(format!(
+            "--grace {:?} is not a duration (e.g. 30m, 2h, 0s)",
+            a.grace
+        ))
+    })?;
+    let a_grace = a.grace.clone();
     let opts = GcOptions {
         keep: a.keep,
         dry_run: a.dry_run,
         targets: a.targets,
+        grace,
     };
     let report = gc::gc(store.as_ref(), &opts).await?;
     if ctx.json {
@@ -83,9 +95,17 @@ pub(super) async fn cmd_gc(ctx: &Ctx, a: GcArgs) -> Result<()> {
             ));
             match report.blobs_removed {
                 Some(s) => output::note(&format!(
-                    "removed {} unreachable blob(s) ({})",
+                    "removed {} unreachable blob(s) ({}){}",
                     s.blobs,
-                    output::human_bytes(s.bytes)
+                    output::human_bytes(s.bytes),
+                    if s.recent > 0 {
+                        format!(
+                            "; kept {} unreachable blob(s) written or reused within --grace {}                              (a push may still tag them; run again later, or with --grace 0s when no push runs)",
+                            s.recent, a_grace
+                        )
+                    } else {
+                        String::new()
+                    }
                 )),
                 None => output::note(
                     "blobs are left to the registry's own garbage collection \

@@ -28,6 +28,10 @@ pub struct LayoutStore {
     /// The folder did not exist when opened for writing: it is created by the first write, so a command that
     /// fails before writing leaves nothing behind.
     pending_create: std::sync::atomic::AtomicBool,
+    /// Blobs this handle wrote or found present: a tag is only written if those a manifest names are still there
+    /// (a gc may have removed them meanwhile). Blobs it never handled are not checked: the OCI layout lets a
+    /// manifest name blobs kept elsewhere (foreign layers).
+    handled: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<Digest>>>,
 }
 
 impl LayoutStore {
@@ -47,6 +51,7 @@ impl LayoutStore {
         Ok(LayoutStore {
             root: root.to_path_buf(),
             pending_create: std::sync::atomic::AtomicBool::new(missing),
+            handled: Default::default(),
         })
     }
 
@@ -254,9 +259,12 @@ impl LayoutStore {
 
     /// Deletes the files of `blobs/sha256/` that [`LayoutStore::reachable`] does not reach, under the lock.
     /// Temporary files (`.tmp-*`, uploads in progress) and names that are not a sha256 hex are left alone.
-    fn sweep(&self) -> Result<super::Swept> {
+    fn sweep(&self, grace: std::time::Duration) -> Result<super::Swept> {
         self.locked(|| {
             let keep = self.reachable()?;
+            let cutoff = std::time::SystemTime::now()
+                .checked_sub(grace)
+                .unwrap_or(std::time::UNIX_EPOCH);
             let dir = self.root.join("blobs/sha256");
             let mut swept = super::Swept::default();
             let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("reading", &dir, e))?;
@@ -271,7 +279,18 @@ impl LayoutStore {
                     continue;
                 }
                 let path = entry.path();
-                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                let meta = entry.metadata().ok();
+                // written (or reused: put_blob touches a blob it finds) within the grace period: a push may be
+                // between its blobs and its tag
+                if meta
+                    .as_ref()
+                    .and_then(|m| m.modified().ok())
+                    .is_none_or(|t| t > cutoff)
+                {
+                    swept.recent += 1;
+                    continue;
+                }
+                let size = meta.map(|m| m.len()).unwrap_or(0);
                 match std::fs::remove_file(&path) {
                     Ok(()) => {
                         swept.blobs += 1;
@@ -290,6 +309,39 @@ impl LayoutStore {
     }
 
     fn set_tag_locked(&self, desc: &Descriptor, tag: &str) -> Result<()> {
+        // under the lock gc sweeps under: a blob removed since this push wrote or found it fails the push here,
+        // instead of leaving a tag on a manifest with a missing blob
+        let handled = self.handled.lock().expect("handled lock").clone();
+        if handled.contains(&desc.digest)
+            && let Some(raw) = self.read_manifest_blob(desc)?
+        {
+            use crate::oci::Manifest;
+            let named: Vec<Descriptor> = match raw.parse()? {
+                Manifest::Image(m) => std::iter::once(m.config).chain(m.layers).collect(),
+                Manifest::Index(i) => i.manifests,
+            };
+            let gone = std::iter::once(desc.digest)
+                .chain(named.iter().map(|d| d.digest))
+                .find(|d| handled.contains(d) && !self.blob_path(d).is_file());
+            if let Some(d) = gone {
+                return Err(Error::Unsupported {
+                    what: self.name_of(format!(":{tag}")),
+                    reason: format!(
+                        "blob {d} of manifest {} was removed while this push ran (a gc with a short --grace?); \
+                         the tag was not written: push again",
+                        desc.digest
+                    ),
+                });
+            }
+        } else if handled.contains(&desc.digest) {
+            return Err(Error::Unsupported {
+                what: self.name_of(format!(":{tag}")),
+                reason: format!(
+                    "manifest {} was removed while this push ran; the tag was not written: push again",
+                    desc.digest
+                ),
+            });
+        }
         let mut idx = self.read_index()?;
         idx.manifests
             .retain(|d| d.annotation(annotations::REF_NAME) != Some(tag));
@@ -311,6 +363,7 @@ impl LayoutStore {
         LayoutStore {
             root: self.root.clone(),
             pending_create: false.into(),
+            handled: self.handled.clone(),
         }
     }
 
@@ -390,10 +443,7 @@ impl Store for LayoutStore {
         )
         .await?;
         if let Some(tag) = tag {
-            let this = LayoutStore {
-                root: self.root.clone(),
-                pending_create: false.into(),
-            };
+            let this = self.handle();
             let tag = tag.to_string();
             tokio::task::spawn_blocking(move || this.set_tag(&desc, &tag))
                 .await
@@ -442,6 +492,15 @@ impl Store for LayoutStore {
     ) -> Result<()> {
         self.ensure_created()?;
         if self.blob_exists(&desc.digest).await? {
+            // reused: mark it recent, so a gc running now keeps it for its grace period (best effort; the tag is
+            // only written if every blob is still there)
+            if let Ok(f) = std::fs::File::open(self.blob_path(&desc.digest)) {
+                let _ = f.set_modified(std::time::SystemTime::now());
+            }
+            self.handled
+                .lock()
+                .expect("handled lock")
+                .insert(desc.digest);
             return Ok(());
         }
         let dir = self.root.join("blobs/sha256");
@@ -498,6 +557,10 @@ impl Store for LayoutStore {
         tmp_path
             .persist(&dest)
             .map_err(|e| Error::io("renaming into place", &dest, e.error))?;
+        self.handled
+            .lock()
+            .expect("handled lock")
+            .insert(desc.digest);
         Ok(())
     }
 
@@ -512,12 +575,15 @@ impl Store for LayoutStore {
             .expect("untag task panicked")
     }
 
-    async fn remove_unreachable_blobs(&self) -> Result<Option<super::Swept>> {
+    async fn remove_unreachable_blobs(
+        &self,
+        grace: std::time::Duration,
+    ) -> Result<Option<super::Swept>> {
         if self.is_pending() {
             return Ok(Some(super::Swept::default()));
         }
         let this = self.handle();
-        tokio::task::spawn_blocking(move || this.sweep())
+        tokio::task::spawn_blocking(move || this.sweep(grace))
             .await
             .expect("sweep task panicked")
             .map(Some)
@@ -543,6 +609,96 @@ impl Store for LayoutStore {
 mod tests {
     use super::*;
     use crate::oci::ImageManifest;
+
+    /// A gc that removed a blob while a push ran (between the push's blobs and its tag) fails the push's tag
+    /// instead of leaving a tag on a manifest with a missing blob; a reused blob is marked recent for gc's grace.
+    #[tokio::test]
+    async fn a_tag_is_written_only_when_every_blob_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("layout");
+        let store = LayoutStore::open(&root, true).await.unwrap();
+        let data = bytes::Bytes::from_static(b"layer bytes");
+        let layer = Descriptor::new(media::OCTET_STREAM, Digest::of(&data), data.len() as u64);
+        let config = Descriptor::empty_json();
+        for (d, b) in [
+            (&layer, data.clone()),
+            (&config, bytes::Bytes::from_static(b"{}")),
+        ] {
+            store
+                .put_blob(d, BlobSource::Bytes(b), &super::super::no_progress)
+                .await
+                .unwrap();
+        }
+        let m = ImageManifest {
+            schema_version: 2,
+            media_type: Some(media::OCI_MANIFEST.into()),
+            artifact_type: None,
+            config: config.clone(),
+            layers: vec![layer.clone()],
+            subject: None,
+            annotations: None,
+        };
+        let raw = RawManifest::from_image(&m).unwrap();
+        // "gc" removes the layer now
+        std::fs::remove_file(store.blob_path(&layer.digest)).unwrap();
+        let err = store.put_manifest(&raw, Some("v1")).await.unwrap_err();
+        assert!(
+            err.to_string().contains("was removed while this push ran"),
+            "{err}"
+        );
+        assert!(store.list_tags().await.unwrap().is_empty());
+        // the push again: the layer is written anew, the tag goes in
+        store
+            .put_blob(
+                &layer,
+                BlobSource::Bytes(data.clone()),
+                &super::super::no_progress,
+            )
+            .await
+            .unwrap();
+        store.put_manifest(&raw, Some("v1")).await.unwrap();
+        assert_eq!(store.list_tags().await.unwrap(), ["v1"]);
+
+        // reusing a blob makes it recent: a sweep with a grace period keeps it even when nothing reaches it
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        let orphan = bytes::Bytes::from_static(b"orphan");
+        let od = Descriptor::new(
+            media::OCTET_STREAM,
+            Digest::of(&orphan),
+            orphan.len() as u64,
+        );
+        store
+            .put_blob(
+                &od,
+                BlobSource::Bytes(orphan.clone()),
+                &super::super::no_progress,
+            )
+            .await
+            .unwrap();
+        let set_old = || {
+            std::fs::File::open(store.blob_path(&od.digest))
+                .unwrap()
+                .set_modified(old)
+                .unwrap()
+        };
+        set_old();
+        store
+            .put_blob(
+                &od,
+                BlobSource::Bytes(orphan.clone()),
+                &super::super::no_progress,
+            )
+            .await
+            .unwrap();
+        let hour = std::time::Duration::from_secs(3600);
+        let swept = store.sweep(hour).unwrap();
+        assert_eq!((swept.blobs, swept.recent), (0, 1));
+        set_old();
+        let swept = store.sweep(hour).unwrap();
+        assert_eq!(swept.blobs, 1);
+        assert!(!store.blob_path(&od.digest).exists());
+        assert!(store.blob_path(&layer.digest).exists());
+    }
 
     #[tokio::test]
     async fn layout_round_trip_and_tags() {

@@ -143,9 +143,10 @@ pub trait Store: Send + Sync {
         })
     }
 
-    /// Removes the blobs no remaining manifest reaches, after [`Store::delete_manifest`]. `Ok(None)` when the
-    /// store leaves that to its own garbage collection (a registry). The default refuses.
-    async fn remove_unreachable_blobs(&self) -> Result<Option<Swept>> {
+    /// Removes the blobs no remaining manifest reaches, after [`Store::delete_manifest`], except those written or
+    /// reused within `grace` (a push still running may not have tagged them yet). `Ok(None)` when the store leaves
+    /// that to its own garbage collection (a registry). The default refuses.
+    async fn remove_unreachable_blobs(&self, _grace: std::time::Duration) -> Result<Option<Swept>> {
         Err(Error::Unsupported {
             what: self.name(),
             reason: "this store cannot remove blobs".into(),
@@ -160,6 +161,8 @@ pub struct Swept {
     pub blobs: u64,
     /// Their bytes.
     pub bytes: u64,
+    /// Unreached blobs kept because they were written or reused within the grace period.
+    pub recent: u64,
 }
 
 /// An upload session opened before the blob's digest is known (see [`Store::begin_upload`]). Nothing becomes a

@@ -1522,7 +1522,10 @@ impl Store for RegistryStore {
         }
     }
 
-    async fn remove_unreachable_blobs(&self) -> Result<Option<super::Swept>> {
+    async fn remove_unreachable_blobs(
+        &self,
+        _grace: std::time::Duration,
+    ) -> Result<Option<super::Swept>> {
         // blobs are the registry's own garbage collection's business (`registry garbage-collect`)
         Ok(None)
     }
