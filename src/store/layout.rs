@@ -614,26 +614,25 @@ mod tests {
     /// instead of leaving a tag on a manifest with a missing blob; a reused blob is marked recent for gc's grace.
     #[tokio::test]
     async fn a_tag_is_written_only_when_every_blob_is_there() {
+        async fn put(store: &LayoutStore, data: &'static [u8]) -> Descriptor {
+            let d = Descriptor::new(media::OCTET_STREAM, Digest::of(data), data.len() as u64);
+            let b = bytes::Bytes::from_static(data);
+            store
+                .put_blob(&d, BlobSource::Bytes(b), &super::super::no_progress)
+                .await
+                .unwrap();
+            d
+        }
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("layout");
         let store = LayoutStore::open(&root, true).await.unwrap();
-        let data = bytes::Bytes::from_static(b"layer bytes");
-        let layer = Descriptor::new(media::OCTET_STREAM, Digest::of(&data), data.len() as u64);
-        let config = Descriptor::empty_json();
-        for (d, b) in [
-            (&layer, data.clone()),
-            (&config, bytes::Bytes::from_static(b"{}")),
-        ] {
-            store
-                .put_blob(d, BlobSource::Bytes(b), &super::super::no_progress)
-                .await
-                .unwrap();
-        }
+        let layer = put(&store, b"layer bytes").await;
+        put(&store, b"{}").await;
         let m = ImageManifest {
             schema_version: 2,
             media_type: Some(media::OCI_MANIFEST.into()),
             artifact_type: None,
-            config: config.clone(),
+            config: Descriptor::empty_json(),
             layers: vec![layer.clone()],
             subject: None,
             annotations: None,
@@ -648,55 +647,28 @@ mod tests {
         );
         assert!(store.list_tags().await.unwrap().is_empty());
         // the push again: the layer is written anew, the tag goes in
-        store
-            .put_blob(
-                &layer,
-                BlobSource::Bytes(data.clone()),
-                &super::super::no_progress,
-            )
-            .await
-            .unwrap();
+        put(&store, b"layer bytes").await;
         store.put_manifest(&raw, Some("v1")).await.unwrap();
         assert_eq!(store.list_tags().await.unwrap(), ["v1"]);
 
         // reusing a blob makes it recent: a sweep with a grace period keeps it even when nothing reaches it
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
-        let orphan = bytes::Bytes::from_static(b"orphan");
-        let od = Descriptor::new(
-            media::OCTET_STREAM,
-            Digest::of(&orphan),
-            orphan.len() as u64,
-        );
-        store
-            .put_blob(
-                &od,
-                BlobSource::Bytes(orphan.clone()),
-                &super::super::no_progress,
-            )
-            .await
-            .unwrap();
-        let set_old = || {
-            std::fs::File::open(store.blob_path(&od.digest))
+        let set_old = |d: &Descriptor| {
+            std::fs::File::open(store.blob_path(&d.digest))
                 .unwrap()
                 .set_modified(old)
                 .unwrap()
         };
-        set_old();
-        store
-            .put_blob(
-                &od,
-                BlobSource::Bytes(orphan.clone()),
-                &super::super::no_progress,
-            )
-            .await
-            .unwrap();
+        let orphan = put(&store, b"orphan").await;
+        set_old(&orphan);
+        put(&store, b"orphan").await;
         let hour = std::time::Duration::from_secs(3600);
         let swept = store.sweep(hour).unwrap();
         assert_eq!((swept.blobs, swept.recent), (0, 1));
-        set_old();
+        set_old(&orphan);
         let swept = store.sweep(hour).unwrap();
         assert_eq!(swept.blobs, 1);
-        assert!(!store.blob_path(&od.digest).exists());
+        assert!(!store.blob_path(&orphan.digest).exists());
         assert!(store.blob_path(&layer.digest).exists());
     }
 
