@@ -35,6 +35,8 @@
 #            pull: $SEALPACK_BIN --plain-http pull HOST/bench-sealpack-RUN:v1 -o OUTDIR (OUTDIR: new, empty)
 # Warm push = the same push to the same repository again (blob already there): sealpack and skopeo.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 export LC_ALL=C
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,7 +48,6 @@ PY="$VENV/bin/python"
 REGISTRY_BIN=/usr/bin/docker-registry
 HINT="run scripts/install-test-deps.sh"
 
-die() { echo "bench: $*" >&2; exit 1; }
 [[ "$SIZE_MB" =~ ^[1-9][0-9]*$ ]] || die "BENCH_SIZE_MB must be a positive integer"
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
 for t in "$REGISTRY_BIN" /usr/bin/time skopeo curl openssl cmp; do
@@ -100,68 +101,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# ------------------------------------------------------------------------------------------- registry
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-SENTINEL_N=0
-# sync_log: make sure the access log holds every request answered so far (lines are written after the
-# response): send a sentinel request and wait for its line.
-sync_log() {
-  SENTINEL_N=$((SENTINEL_N + 1))
-  local marker="/bench-sentinel/$$-$SENTINEL_N" i
-  curl -s -o /dev/null --max-time 5 "http://$HOST$marker" || return 1
-  for i in $(seq 1 200); do
-    grep -qF "\"GET $marker " "$REG_LOG" && return 0
-    sleep 0.01
-  done
-  return 1
-}
-
-start_registry() {
-  local port i
-  mkdir -p "$WORK/registry"
-  for _ in 1 2 3 4 5 6 7 8; do
-    port="$(free_port)"
-    HOST="127.0.0.1:$port"
-    cat >"$WORK/registry.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: $WORK/registry
-  delete:
-    enabled: true
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: $HOST
-  secret: $(openssl rand -hex 16)
-EOF
-    "$REGISTRY_BIN" serve "$WORK/registry.yml" </dev/null >>"$REG_LOG" 2>&1 &
-    REG_PID=$!
-    for i in $(seq 1 200); do
-      kill -0 "$REG_PID" 2>/dev/null || break
-      if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$HOST/v2/" || true)" = 200 ] \
-         && sync_log && kill -0 "$REG_PID" 2>/dev/null; then
-        return 0
-      fi
-      sleep 0.05
-    done
-    kill "$REG_PID" 2>/dev/null || true
-    wait "$REG_PID" 2>/dev/null || true
-    REG_PID=""
-  done
-  cat "$REG_LOG" >&2
-  die "docker-registry did not start"
-}
-
-reg_cpu_ticks() { awk '{print $14 + $15}' "/proc/$REG_PID/stat"; }
-CLK_TCK="$(getconf CLK_TCK)"
 
 # ------------------------------------------------------------------------------------------- payload
 mkdir -p "$WORK/src" "$WORK/pull"

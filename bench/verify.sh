@@ -25,6 +25,8 @@
 #   round trips  (wall +delay - wall direct) / delay, rounded: the sequential waves, resolve included; issue 7's
 #                bar counts the waves after the tag is resolved (this figure minus 1) and asks for at most 4
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 export LC_ALL=C
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,7 +38,6 @@ PY="$VENV/bin/python"
 [ -x "$PY" ] || PY="$(command -v python3)"
 REGISTRY_BIN=/usr/bin/docker-registry
 
-die() { echo "bench: $*" >&2; exit 1; }
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
 [[ "$DELAY_MS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_DELAY_MS must be a positive integer"
 for t in "$REGISTRY_BIN" /usr/bin/time curl openssl; do
@@ -59,57 +60,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-SENTINEL_N=0
-sync_log() {
-  SENTINEL_N=$((SENTINEL_N + 1))
-  local marker="/bench-sentinel/$$-$SENTINEL_N" i
-  curl -s -o /dev/null --max-time 5 "http://$HOST$marker" || return 1
-  for i in $(seq 1 200); do
-    grep -qF "\"GET $marker " "$REG_LOG" && return 0
-    sleep 0.01
-  done
-  return 1
-}
-
-start_registry() {
-  local port i
-  mkdir -p "$WORK/registry"
-  for _ in 1 2 3 4 5 6 7 8; do
-    port="$(free_port)"
-    HOST="127.0.0.1:$port"
-    cat >"$WORK/registry.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: $WORK/registry
-http:
-  addr: $HOST
-  secret: $(openssl rand -hex 16)
-EOF
-    "$REGISTRY_BIN" serve "$WORK/registry.yml" </dev/null >>"$REG_LOG" 2>&1 &
-    REG_PID=$!
-    for i in $(seq 1 200); do
-      kill -0 "$REG_PID" 2>/dev/null || break
-      if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$HOST/v2/" || true)" = 200 ] \
-         && sync_log; then
-        return 0
-      fi
-      sleep 0.05
-    done
-    kill "$REG_PID" 2>/dev/null || true
-    wait "$REG_PID" 2>/dev/null || true
-    REG_PID=""
-  done
-  cat "$REG_LOG" >&2
-  die "docker-registry did not start"
-}
 
 # A TCP proxy that delays every client -> registry chunk by DELAY (order kept per connection); responses pass at once.
 start_proxy() {
