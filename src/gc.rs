@@ -201,6 +201,28 @@ async fn protection(store: &dyn Store, digest: &Digest, sig_tag: bool) -> Result
     Ok(reasons)
 }
 
+/// Resolves `tags`, 8 at a time; a tag removed since the listing gives `None`.
+async fn resolve_tags(
+    store: &dyn Store,
+    repo: &str,
+    tags: Vec<String>,
+) -> Result<Vec<(String, Option<RawManifest>)>> {
+    futures_util::stream::iter(tags.into_iter().map(|t| async move {
+        let what = match evidence_subject(&t) {
+            Some(subject) => format!("the evidence of {repo}@{subject} (tag {t})"),
+            None => format!("{repo}:{t}"),
+        };
+        let m = store
+            .fetch_manifest(ManifestRef::Tag(&t))
+            .await
+            .map_err(not_checked(what))?;
+        Ok::<_, Error>((t, m))
+    }))
+    .buffered(8)
+    .try_collect()
+    .await
+}
+
 /// Plans, and unless `dry_run`, deletes. Nothing is deleted unless everything could be read first.
 pub async fn gc(store: &dyn Store, opts: &GcOptions) -> Result<GcReport> {
     let repo = store.name();
@@ -208,24 +230,7 @@ pub async fn gc(store: &dyn Store, opts: &GcOptions) -> Result<GcReport> {
 
     // every tag, resolved once
     let tags = store.list_tags().await?;
-    let resolved: Vec<(String, Option<RawManifest>)> =
-        futures_util::stream::iter(tags.into_iter().map(|t| {
-            let repo = repo.clone();
-            async move {
-                let what = match evidence_subject(&t) {
-                    Some(subject) => format!("the evidence of {repo}@{subject} (tag {t})"),
-                    None => format!("{repo}:{t}"),
-                };
-                let m = store
-                    .fetch_manifest(ManifestRef::Tag(&t))
-                    .await
-                    .map_err(not_checked(what))?;
-                Ok::<_, Error>((t, m))
-            }
-        }))
-        .buffered(8)
-        .try_collect()
-        .await?;
+    let resolved = resolve_tags(store, &repo, tags).await?;
     // tag -> digest for every tag; evidence tags by subject
     let mut tag_digest: BTreeMap<String, Digest> = BTreeMap::new();
     let mut evidence_tags: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
@@ -472,6 +477,7 @@ pub async fn gc(store: &dyn Store, opts: &GcOptions) -> Result<GcReport> {
         });
     }
 
+    let repo_name = repo.clone();
     let mut report = GcReport {
         repository: repo,
         keep: opts.keep,
@@ -483,9 +489,40 @@ pub async fn gc(store: &dyn Store, opts: &GcOptions) -> Result<GcReport> {
     if opts.dry_run {
         return Ok(report);
     }
+    // a tag added or moved since the plan onto a digest about to go keeps it (deleting a manifest by digest
+    // takes every tag on it, that one too)
+    let release_tags: Vec<String> = store
+        .list_tags()
+        .await?
+        .into_iter()
+        .filter(|t| evidence_subject(t).is_none())
+        .collect();
+    let mut retagged: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+    for (t, m) in resolve_tags(store, &repo_name, release_tags).await? {
+        if let Some(m) = m
+            && tag_digest.get(&t) != Some(&m.digest())
+        {
+            retagged.entry(m.digest()).or_default().push(t);
+        }
+    }
     // the subject first (its tags go with it), then what hung on it: a failure midway leaves at worst
     // unreferenced evidence, never a kept digest without its signature
     for (subject, kids, ev) in &plan {
+        let moved: Vec<String> = std::iter::once(subject)
+            .chain(kids)
+            .filter_map(|d| retagged.get(d))
+            .flatten()
+            .map(|t| format!("tagged {t} since the plan"))
+            .collect();
+        if !moved.is_empty() {
+            if let Some(e) = report.entries.iter_mut().find(|e| e.digest == *subject) {
+                e.action = Action::Keep;
+                e.reasons = moved;
+                e.evidence.clear();
+                e.children.clear();
+            }
+            continue;
+        }
         // looked at again just before: a digest signed or promoted since the plan was made stays
         let mut late = Vec::new();
         for d in std::iter::once(subject).chain(kids) {
@@ -662,12 +699,14 @@ mod tests {
         assert_eq!(store.list_tags().await.unwrap(), ["new"]);
     }
 
-    /// A layout that signs `victim` (through `append`) on the second referrers query about it: after the plan's
-    /// evidence read, before the deletion.
+    /// A layout that, after the plan and before the deletion, signs `victim` (through `append`, on the second
+    /// referrers query about it) or, with `retag`, points a new tag at it (on the second tag listing).
     struct SignsLate {
         inner: LayoutStore,
         victim: Descriptor,
         asked: std::sync::atomic::AtomicU32,
+        retag: Option<&'static str>,
+        listed: std::sync::atomic::AtomicU32,
     }
 
     #[async_trait::async_trait]
@@ -698,6 +737,7 @@ mod tests {
         async fn referrers(&self, subject: &Digest, t: &str) -> Result<Option<Vec<Descriptor>>> {
             if *subject == self.victim.digest
                 && self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1
+                && self.retag.is_none()
             {
                 let sig = put(&self.inner, b"late", Kind::Signature.layer_media_type()).await;
                 evidence::append(
@@ -713,6 +753,19 @@ mod tests {
             self.inner.referrers(subject, t).await
         }
         async fn list_tags(&self) -> Result<Vec<String>> {
+            if let Some(tag) = self.retag
+                && self
+                    .listed
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                    == 1
+            {
+                let raw = self
+                    .inner
+                    .fetch_manifest(ManifestRef::Digest(&self.victim.digest))
+                    .await?
+                    .expect("the victim is in the layout");
+                self.inner.put_manifest(&raw, Some(tag)).await?;
+            }
             self.inner.list_tags().await
         }
         async fn delete_manifest(&self, d: &Digest) -> Result<()> {
@@ -737,6 +790,8 @@ mod tests {
             inner,
             victim: old.descriptor(),
             asked: 0.into(),
+            retag: None,
+            listed: 0.into(),
         };
         let opts = GcOptions {
             keep: 1,
@@ -756,6 +811,39 @@ mod tests {
         assert_eq!(r.deleted_manifests, 0);
         let tags = store.list_tags().await.unwrap();
         assert!(tags.contains(&"old".to_string()), "{tags:?}");
+        assert!(root.join("blobs/sha256").join(old.digest().hex()).exists());
+    }
+
+    #[tokio::test]
+    async fn a_digest_tagged_after_the_plan_is_not_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("l");
+        let inner = LayoutStore::open(&root, true).await.unwrap();
+        let old = image(&inner, b"old", "2026-01-01T00:00:00Z", Some("old")).await;
+        image(&inner, b"new", "2026-01-02T00:00:00Z", Some("new")).await;
+        let store = SignsLate {
+            inner,
+            victim: old.descriptor(),
+            asked: 0.into(),
+            retag: Some("hotfix"),
+            listed: 0.into(),
+        };
+        let opts = GcOptions {
+            keep: 1,
+            dry_run: false,
+            targets: Vec::new(),
+            grace: std::time::Duration::ZERO,
+        };
+        let r = gc(&store, &opts).await.unwrap();
+        let e = r.entries.iter().find(|e| e.tags == ["old"]).unwrap();
+        assert_eq!(e.action, Action::Keep, "{e:?}");
+        assert_eq!(e.reasons, ["tagged hotfix since the plan"]);
+        assert_eq!(r.deleted_manifests, 0);
+        let tags = store.list_tags().await.unwrap();
+        assert!(
+            tags.contains(&"old".to_string()) && tags.contains(&"hotfix".to_string()),
+            "{tags:?}"
+        );
         assert!(root.join("blobs/sha256").join(old.digest().hex()).exists());
     }
 
