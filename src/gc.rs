@@ -648,12 +648,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let opts = GcOptions {
-            keep: 1,
-            dry_run: true,
-            targets: Vec::new(),
-            grace: std::time::Duration::ZERO,
-        };
+        let opts = keep_one(true);
         let r = gc(&store, &opts).await.unwrap();
         let multi = r.entries.iter().find(|e| e.tags == ["multi"]).unwrap();
         assert_eq!(multi.action, Action::Keep, "{multi:?}");
@@ -671,15 +666,7 @@ mod tests {
         let multi = r.entries.iter().find(|e| e.tags == ["multi"]).unwrap();
         assert_eq!(multi.action, Action::Delete, "{multi:?}");
         assert_eq!(multi.children.len(), 2);
-        let r = gc(
-            &store,
-            &GcOptions {
-                dry_run: false,
-                ..opts.clone()
-            },
-        )
-        .await
-        .unwrap();
+        let r = gc(&store, &keep_one(false)).await.unwrap();
         assert_eq!(r.deleted_manifests, 3, "the index and its two children");
         let blobs = root.join("blobs/sha256");
         for gone in [
@@ -779,26 +766,41 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_digest_signed_after_the_plan_is_not_deleted() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("l");
-        let inner = LayoutStore::open(&root, true).await.unwrap();
+    /// Keep the newest digest, no grace for fresh blobs.
+    fn keep_one(dry_run: bool) -> GcOptions {
+        GcOptions {
+            keep: 1,
+            dry_run,
+            targets: Vec::new(),
+            grace: std::time::Duration::ZERO,
+        }
+    }
+
+    /// A layout at `root` with `old` (tagged old) and a newer image, wrapped to sign `old` late, or with `retag`
+    /// to tag it late.
+    async fn two_images(
+        root: &std::path::Path,
+        retag: Option<&'static str>,
+    ) -> (SignsLate, RawManifest) {
+        let inner = LayoutStore::open(root, true).await.unwrap();
         let old = image(&inner, b"old", "2026-01-01T00:00:00Z", Some("old")).await;
         image(&inner, b"new", "2026-01-02T00:00:00Z", Some("new")).await;
         let store = SignsLate {
             inner,
             victim: old.descriptor(),
             asked: 0.into(),
-            retag: None,
+            retag,
             listed: 0.into(),
         };
-        let opts = GcOptions {
-            keep: 1,
-            dry_run: false,
-            targets: Vec::new(),
-            grace: std::time::Duration::ZERO,
-        };
+        (store, old)
+    }
+
+    #[tokio::test]
+    async fn a_digest_signed_after_the_plan_is_not_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("l");
+        let (store, old) = two_images(&root, None).await;
+        let opts = keep_one(false);
         let r = gc(&store, &opts).await.unwrap();
         assert_eq!(
             store.asked.load(std::sync::atomic::Ordering::SeqCst),
@@ -818,22 +820,8 @@ mod tests {
     async fn a_digest_tagged_after_the_plan_is_not_deleted() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("l");
-        let inner = LayoutStore::open(&root, true).await.unwrap();
-        let old = image(&inner, b"old", "2026-01-01T00:00:00Z", Some("old")).await;
-        image(&inner, b"new", "2026-01-02T00:00:00Z", Some("new")).await;
-        let store = SignsLate {
-            inner,
-            victim: old.descriptor(),
-            asked: 0.into(),
-            retag: Some("hotfix"),
-            listed: 0.into(),
-        };
-        let opts = GcOptions {
-            keep: 1,
-            dry_run: false,
-            targets: Vec::new(),
-            grace: std::time::Duration::ZERO,
-        };
+        let (store, old) = two_images(&root, Some("hotfix")).await;
+        let opts = keep_one(false);
         let r = gc(&store, &opts).await.unwrap();
         let e = r.entries.iter().find(|e| e.tags == ["old"]).unwrap();
         assert_eq!(e.action, Action::Keep, "{e:?}");
