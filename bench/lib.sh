@@ -65,3 +65,35 @@ EOF
 
 reg_cpu_ticks() { awk '{print $14 + $15}' "/proc/$REG_PID/stat"; }
 CLK_TCK="$(getconf CLK_TCK)"
+
+# stop_registry: stop the registry start_registry started (cleanup traps call it).
+stop_registry() {
+  if [ -n "${REG_PID:-}" ] && kill -0 "$REG_PID" 2>/dev/null; then
+    kill "$REG_PID" 2>/dev/null || true
+    wait "$REG_PID" 2>/dev/null || true
+  fi
+}
+
+# skopeo keeps a blob-info cache that makes a "cold" push to a new repository a cross-repository mount: the
+# benchmarks clear it before each cold push. skopeo_cache_save keeps the user's copy in WORK (sets SKOPEO_CACHE),
+# skopeo_cache_restore puts it back (or removes what the benchmark left).
+skopeo_cache_save() {
+  if [ "$(id -u)" -eq 0 ]; then
+    SKOPEO_CACHE=/var/lib/containers/cache/blob-info-cache-v1.boltdb
+  else
+    SKOPEO_CACHE="${XDG_DATA_HOME:-$HOME/.local/share}/containers/cache/blob-info-cache-v1.boltdb"
+  fi
+  SKOPEO_CACHE_BACKUP=""
+  if [ -f "$SKOPEO_CACHE" ]; then
+    SKOPEO_CACHE_BACKUP="$WORK/skopeo-blob-info-cache.boltdb"
+    cp -p "$SKOPEO_CACHE" "$SKOPEO_CACHE_BACKUP"
+  fi
+}
+
+skopeo_cache_restore() {
+  if [ -n "${SKOPEO_CACHE_BACKUP:-}" ] && [ -f "$SKOPEO_CACHE_BACKUP" ]; then
+    cp -p "$SKOPEO_CACHE_BACKUP" "$SKOPEO_CACHE" 2>/dev/null || true
+  elif [ -n "${SKOPEO_CACHE:-}" ]; then
+    rm -f "$SKOPEO_CACHE"
+  fi
+}

@@ -68,29 +68,12 @@ REG_LOG="$WORK/registry.log"
 REG_PID=""
 HOST=""
 
-# skopeo (as root) keeps a blob-info cache that makes a "cold" push to a new repo a cross-repo mount.
-if [ "$(id -u)" -eq 0 ]; then
-  SKOPEO_CACHE=/var/lib/containers/cache/blob-info-cache-v1.boltdb
-else
-  SKOPEO_CACHE="${XDG_DATA_HOME:-$HOME/.local/share}/containers/cache/blob-info-cache-v1.boltdb"
-fi
-SKOPEO_CACHE_BACKUP=""
-if [ -f "$SKOPEO_CACHE" ]; then
-  SKOPEO_CACHE_BACKUP="$WORK/skopeo-blob-info-cache.boltdb"
-  cp -p "$SKOPEO_CACHE" "$SKOPEO_CACHE_BACKUP"
-fi
+skopeo_cache_save
 
 cleanup() {
   local rc=$?
-  if [ -n "$REG_PID" ] && kill -0 "$REG_PID" 2>/dev/null; then
-    kill "$REG_PID" 2>/dev/null || true
-    wait "$REG_PID" 2>/dev/null || true
-  fi
-  if [ -n "$SKOPEO_CACHE_BACKUP" ] && [ -f "$SKOPEO_CACHE_BACKUP" ]; then
-    cp -p "$SKOPEO_CACHE_BACKUP" "$SKOPEO_CACHE" 2>/dev/null || true
-  else
-    rm -f "$SKOPEO_CACHE"
-  fi
+  stop_registry
+  skopeo_cache_restore
   if [ "${BENCH_KEEP:-0}" = 1 ]; then
     rm -rf "$WORK/src" "$WORK/layout" "$WORK/registry" "$WORK/pull" 2>/dev/null || true
     echo "bench: kept $WORK (results.tsv, registry.log)" >&2
